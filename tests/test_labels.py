@@ -1,0 +1,146 @@
+"""Token labels with the real GPT-2 tokenizer and spaCy; word alignment and pooling on hand-made data."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from lamina.data.align import pool_words, word_spans
+from lamina.data.labels import add_log_frequency, label_tokens, split_report, token_frequency
+from lamina.models.tokenizers import gpt2_tokenizer
+
+TEXT = "The cat didn't sit on Paris's unbelievable mat."
+TWO = "The dog barked at Zanzibar. Then it slept without a sound."
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def bos_tok():
+    """GPT-2 copy whose Llama-style post-processor prepends BOS by default (the cached one is untouched)."""
+    from tokenizers.processors import TemplateProcessing
+
+    t = copy.deepcopy(gpt2_tokenizer())
+    bos = t.eos_token  # GPT-2's only special token, used as BOS like the original model does
+    t.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, t.convert_tokens_to_ids(bos))]
+    )
+    return t
+
+
+@pytest.fixture(scope="module")
+def df(tok):
+    return label_tokens([TEXT, TWO], tok)
+
+
+def row(df, doc, token):
+    hits = df[(df["doc"] == doc) & (df["token"] == token)]
+    assert len(hits) == 1, (token, hits)
+    return hits.iloc[0]
+
+
+def test_token_ids_and_positions(df, tok):
+    d0 = df[df["doc"] == 0]
+    assert row(df, 0, "The")["token_id"] == 464 and row(df, 0, " cat")["token_id"] == 3797
+    ids = tok(TEXT)["input_ids"]
+    assert list(d0["position"]) == list(range(len(ids)))
+    assert list(d0["token_id"]) == [ids[p] for p in d0["position"]]
+    assert row(df, 0, " cat")["char_len"] == 3 and row(df, 0, " cat")["word"] == "cat"
+
+
+def test_word_labels(df):
+    neg = df[(df["doc"] == 0) & (df["word"] == "n't")]
+    assert len(neg) >= 1 and neg["is_negation"].all()
+    assert not row(df, 0, " cat")["is_negation"]
+    paris = row(df, 0, " Paris")
+    assert paris["pos"] == "PROPN" and paris["is_propn"] and paris["is_entity"] and paris["ent_type"] == "GPE"
+    assert paris["is_capitalized"] and not row(df, 0, " cat")["is_capitalized"]
+    cat, sit = row(df, 0, " cat"), row(df, 0, " sit")
+    assert cat["is_noun"] and cat["pos"] == "NOUN" and sit["is_verb"] and not sit["is_noun"]
+    did = df[(df["doc"] == 0) & (df["word"] == "did")]
+    assert not did["is_verb"].any()  # AUX is not VERB
+    assert row(df, 1, " without")["is_negation"]
+
+
+def test_multi_token_word_flags(df):
+    w = df[(df["doc"] == 0) & (df["word"] == "unbelievable")]
+    assert len(w) >= 1 and (w["n_subtokens"] == len(w)).all()
+    assert list(w["is_word_first"]) == [True] + [False] * (len(w) - 1)
+    assert list(w["is_word_last"]) == [False] * (len(w) - 1) + [True]
+    assert w["word_index"].nunique() == 1
+
+
+def test_sentence_starts(df):
+    d1 = df[df["doc"] == 1]
+    assert list(d1.loc[d1["is_sentence_start"], "word"]) == ["The", "Then"]
+
+
+def test_split_word_in_text(df):
+    z = df[(df["doc"] == 1) & (df["word"] == "Zanzibar")]  # GPT-2: " Z" "anz" "ib" "ar"
+    assert list(z["token"]) == [" Z", "anz", "ib", "ar"] and (z["n_subtokens"] == 4).all()
+    assert list(z["is_word_first"]) == [True, False, False, False]
+    assert list(z["is_word_last"]) == [False, False, False, True]
+    vals = np.arange(len(df[df["doc"] == 1]), dtype=float)[:, None]  # row i is position i (no specials)
+    d1 = df[df["doc"] == 1]
+    pooled, used = pool_words(vals, d1["word_index"].to_numpy(), "mean")
+    w = z["word_index"].iloc[0]
+    assert used[w] == z["position"].iloc[-1] and pooled[w, 0] == z["position"].mean()
+
+
+def test_bos_tokenizer_positions(bos_tok, df):
+    ids = bos_tok(TEXT)["input_ids"]
+    assert ids[0] == bos_tok.eos_token_id and ids[1:] == gpt2_tokenizer()(TEXT)["input_ids"]
+    b = label_tokens([TEXT], bos_tok)
+    assert list(b["position"]) == list(range(1, len(ids)))  # BOS keeps position 0 but gets no row
+    assert list(b["token_id"]) == [ids[p] for p in b["position"]]
+    plain = df[df["doc"] == 0].reset_index(drop=True)
+    assert list(b["word"]) == list(plain["word"]) and list(b["position"]) == list(plain["position"] + 1)
+
+
+def test_max_length_truncates(tok):
+    t = label_tokens([TEXT], tok, max_length=4)
+    assert list(t["position"]) == [0, 1, 2, 3]
+
+
+def test_split_report(tok):
+    rep = split_report(["cat", "unbelievable", "Paris"], tok)
+    assert "cat" not in set(rep["word"])
+    assert ("unbelievable", False) in set(zip(rep["word"], rep["leading_space"]))
+    r = rep[rep["word"] == "unbelievable"].iloc[0]
+    assert r["n_tokens"] == len(r["tokens"]) > 1 and "".join(r["tokens"]).strip() == "unbelievable"
+
+
+def test_log_frequency(df):
+    counts = token_frequency([df["token_id"].to_numpy(), np.array([464, 464])])
+    assert counts[464] == 4  # "The" twice in the texts, twice extra
+    out = add_log_frequency(df, counts)
+    assert np.isclose(row(out, 0, "The")["log_freq"], np.log(5))
+    assert "log_freq" not in df.columns
+
+
+def test_word_spans_leading_space_and_straddle():
+    text = "a  cat didn't"
+    words = [(0, 1), (1, 1), (3, 6), (7, 10), (10, 13)]  # a, SPACE (emptied), cat, did, n't
+    offsets = [(0, 0), (0, 1), (1, 2), (2, 6), (6, 11), (11, 13)]  # BOS, "a", " ", " cat", " didn", "'t"
+    assert text[2:6] == " cat"
+    assert list(word_spans(offsets, words)) == [-1, 0, -1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_pool_words(lib):
+    vals = np.arange(12, dtype=float).reshape(6, 2)  # rows [0,1],[2,3],...
+    idx = np.array([-1, 0, 0, 0, 2, -1])  # word 1 has no token
+    x = torch.tensor(vals) if lib == "torch" else vals
+    as_np = (lambda a: a.numpy()) if lib == "torch" else np.asarray
+    last, li = pool_words(x, idx, "last")
+    first, fi = pool_words(x, idx, "first")
+    mean, mi = pool_words(x, idx, "mean")
+    assert list(li) == [3, -1, 4] and list(fi) == [1, -1, 4] and list(mi) == [3, -1, 4]
+    np.testing.assert_array_equal(as_np(last)[[0, 2]], vals[[3, 4]])
+    np.testing.assert_array_equal(as_np(first)[[0, 2]], vals[[1, 4]])
+    np.testing.assert_array_equal(as_np(mean)[[0, 2]], [vals[1:4].mean(0), vals[4]])
+    assert np.isnan(as_np(last)[1]).all() and np.isnan(as_np(mean)[1]).all()
+    assert pool_words(x, idx, "last", n_words=4)[0].shape == (4, 2)
