@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from lamina.stats import MIN_GROUP_SIZE, _check_binary, _check_X, _frame, _is_constant
 
 __all__ = ["logistic_tests", "sparse_probe", "rank_neurons"]
+_CHUNK = 256  # neurons per vectorised Newton fit
 
 
 # --------------------------------------------------------------------------- one-neuron logistic
@@ -32,50 +33,84 @@ def _separable(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x0.max(0) <= x1.min(0)) | (x1.max(0) <= x0.min(0))
 
 
-def _loglik(b0, b1, x, yf):
+def _evaluate(b0, b1, x, yf):
+    """Log-likelihood and [g0, g1, h00, h01, h11] (gradient, Fisher information) per column at (b0, b1)."""
     eta = b0 + b1 * x
-    return (yf[:, None] * eta - np.logaddexp(0.0, eta)).sum(0)
-
-
-def _newton_terms(b0, b1, x, yf):
-    """Gradient and Hessian entries of the log-likelihood for each column's (b0, b1)."""
-    prob = special.expit(b0 + b1 * x)
+    prob = special.expit(eta)
+    ll = (yf[:, None] * eta - np.logaddexp(0.0, eta)).sum(0)
     w, resid = prob * (1 - prob), yf[:, None] - prob
-    h00, h01, h11 = w.sum(0), (w * x).sum(0), (w * x * x).sum(0)
-    return resid.sum(0), (resid * x).sum(0), h00, h01, h11, h00 * h11 - h01 ** 2
+    return ll, np.stack([resid.sum(0), (resid * x).sum(0), w.sum(0), (w * x).sum(0), (w * x * x).sum(0)])
 
 
-def _fit_logit_1d(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
+def _fit_logit_1d(x: np.ndarray, y: np.ndarray, start=None, max_iter: int = 100, tol: float = 1e-10):
     """Vectorised Newton-Raphson (with step halving) for intercept + slope logistic fits, one per column.
 
-    Columns must be non-separable and non-constant. Returns b0, b1, se(b1), converged.
+    Columns must be non-separable and non-constant; ``start`` (a [2, n_columns] warm start, NaN
+    for none) only changes the speed, not the maximum found. Returns b0, b1, se(b1), converged.
     """
-    yf = y.astype(float)
-    m = x.shape[1]
-    b0, b1 = np.full(m, special.logit(yf.mean())), np.zeros(m)
-    ll = _loglik(b0, b1, x, yf)
-    converged, failed = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+    yf, m = y.astype(float), x.shape[1]
+    b = np.zeros((2, m))
+    b[0] = special.logit(yf.mean())
+    if start is not None:
+        b = np.where(np.isfinite(start).all(0), start, b)
+    ll, terms = _evaluate(b[0], b[1], x, yf)
+    converged, done = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
     with np.errstate(all="ignore"):
         for _ in range(max_iter):
-            act = np.nonzero(~(converged | failed))[0]
+            act = np.nonzero(~done)[0]
             if act.size == 0:
                 break
-            xa, ba0, ba1, lla = x[:, act], b0[act], b1[act], ll[act]
-            g0, g1, h00, h01, h11, det = _newton_terms(ba0, ba1, xa, yf)
-            s0, s1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
-            new_ll = _loglik(ba0 + s0, ba1 + s1, xa, yf)
+            xa = x if act.size == m else x[:, act]
+            g0, g1, h00, h01, h11 = terms[:, act]
+            det = h00 * h11 - h01 ** 2
+            step = np.stack([(h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det])
+            new_ll, new_terms = _evaluate(b[0, act] + step[0], b[1, act] + step[1], xa, yf)
             for _halving in range(30):  # concave objective: halve until the likelihood does not drop
-                worse = new_ll < lla - 1e-12 * np.abs(lla)
-                if not worse.any():
+                worse = np.nonzero(new_ll < ll[act] - 1e-12 * np.abs(ll[act]))[0]
+                if worse.size == 0:
                     break
-                s0, s1 = np.where(worse, s0 / 2, s0), np.where(worse, s1 / 2, s1)
-                new_ll = np.where(worse, _loglik(ba0 + s0, ba1 + s1, xa, yf), new_ll)
-            b0[act], b1[act], ll[act] = ba0 + s0, ba1 + s1, new_ll
-            converged[act] = np.maximum(np.abs(s0), np.abs(s1)) < tol
-            failed[act] = ~np.isfinite(new_ll)
-        _, _, h00, _, _, det = _newton_terms(b0, b1, x, yf)
-        se = np.sqrt(h00 / det)  # sqrt of [inverse Fisher information]_11
-    return b0, b1, se, converged & ~failed
+                step[:, worse] /= 2
+                new_ll[worse], new_terms[:, worse] = _evaluate(
+                    b[0, act[worse]] + step[0, worse], b[1, act[worse]] + step[1, worse],
+                    xa[:, worse], yf)
+            b[:, act] += step
+            ll[act], terms[:, act] = new_ll, new_terms
+            converged[act] = np.abs(step).max(0) < tol
+            done[act] = converged[act] | ~np.isfinite(new_ll)
+        _, _, h00, h01, h11 = terms
+        se = np.sqrt(h00 / (h00 * h11 - h01 ** 2))  # sqrt of [inverse Fisher information]_11
+    return b[0], b[1], se, converged & np.isfinite(ll)
+
+
+def _fit_columns(x: np.ndarray, y: np.ndarray, start=None) -> dict:
+    """Fit a one-neuron logistic model to every column; the decision function is ``a + c * x``.
+
+    Separable columns (no MLE) get the limit model, a threshold at the midpoint of the class
+    gap; constant columns get the intercept-only model (predict the majority class).
+    ``start``: optional warm start [2, n_columns] for the Newton fits.
+    """
+    m = x.shape[1]
+    const = _is_constant(x)
+    sep = _separable(x, y) & ~const
+    fit = ~(sep | const)
+    b0, b1, se = (np.full(m, np.nan) for _ in range(3))
+    converged = np.zeros(m, dtype=bool)
+    cols = np.nonzero(fit)[0]
+    for i in range(0, cols.size, _CHUNK):  # column chunks keep the work arrays cache-sized
+        c = cols[i:i + _CHUNK]
+        b0[c], b1[c], se[c], converged[c] = _fit_logit_1d(
+            np.ascontiguousarray(x[:, c]), y, None if start is None else start[:, c])
+    a, c = b0.copy(), b1.copy()
+    a[fit & ~converged] = c[fit & ~converged] = np.nan
+    if sep.any():
+        x0, x1 = x[~y][:, sep], x[y][:, sep]
+        up = x0.max(0) <= x1.min(0)  # positives lie above the gap
+        mid = np.where(up, x0.max(0) + x1.min(0), x1.max(0) + x0.min(0)) / 2
+        c[sep] = np.where(up, 1.0, -1.0)
+        a[sep] = -c[sep] * mid
+    c[const], a[const] = 0.0, (1.0 if y.mean() > 0.5 else -1.0)
+    return {"b0": b0, "b1": b1, "se": se, "converged": converged, "separable": sep,
+            "constant": const, "a": a, "c": c}
 
 
 def _auc_columns(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -83,30 +118,6 @@ def _auc_columns(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     ranks = stats.rankdata(scores, axis=0)
     n1, n0 = y.sum(), (~y).sum()
     return (ranks[y].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-
-def _fold_predictions(x_tr, y_tr, x_te):
-    """Fit one-neuron logistic models on a train fold; return held-out decision values per column.
-
-    Separable columns (no MLE) use the limit model: threshold at the midpoint of the gap.
-    Columns constant on the train fold fall back to the intercept-only model.
-    """
-    m = x_tr.shape[1]
-    const = _is_constant(x_tr)
-    sep = _separable(x_tr, y_tr) & ~const
-    fit = ~(sep | const)
-    eta = np.empty((x_te.shape[0], m))
-    if fit.any():
-        b0, b1, _, _ = _fit_logit_1d(x_tr[:, fit], y_tr)
-        eta[:, fit] = b0 + b1 * x_te[:, fit]
-    if sep.any():
-        xs = x_tr[:, sep]
-        up = xs[~y_tr].max(0) <= xs[y_tr].min(0)  # positives lie above the threshold
-        lo_gap = np.where(up, xs[~y_tr].max(0), xs[y_tr].max(0))
-        hi_gap = np.where(up, xs[y_tr].min(0), xs[~y_tr].min(0))
-        eta[:, sep] = np.where(up, 1.0, -1.0) * (x_te[:, sep] - (lo_gap + hi_gap) / 2)
-    eta[:, const] = 1.0 if y_tr.mean() > 0.5 else -1.0  # intercept-only: majority class
-    return eta
 
 
 def logistic_tests(X, y, cv: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -118,38 +129,35 @@ def logistic_tests(X, y, cv: int = 5, seed: int = 0) -> pd.DataFrame:
     threshold perfectly or quasi-perfectly separates the classes: the MLE does not exist);
     ``constant``; ``converged``; ``cv_balanced_accuracy``, ``cv_auc`` (mean over ``cv``
     stratified shuffled folds of held-out balanced accuracy and ROC AUC; folds from
-    ``StratifiedKFold(cv, shuffle=True, random_state=seed)``); ``train_accuracy`` (in-sample
-    accuracy of the full-data fit, optimistic: do not report it alone).
+    ``StratifiedKFold(cv, shuffle=True, random_state=seed)``; on a training fold where the
+    neuron separates the classes the model is the threshold at the middle of the gap);
+    ``train_accuracy`` (in-sample accuracy of the full-data fit, optimistic: never report it alone).
     """
     X = _check_X(X)
     y = _check_binary(y, X.shape[0], min_per_class=max(cv, MIN_GROUP_SIZE))
     m = X.shape[1]
     constant = _is_constant(X)
-    sd = np.where(constant, 1.0, X.std(0))
-    xs = (X - X.mean(0)) / sd
-    separable = _separable(xs, y) & ~constant
-    fit = ~(separable | constant)
-    intercept, coef, se = (np.full(m, np.nan) for _ in range(3))
-    converged = np.zeros(m, dtype=bool)
-    if fit.any():
-        intercept[fit], coef[fit], se[fit], converged[fit] = _fit_logit_1d(xs[:, fit], y)
-    bad = ~converged
-    intercept[bad] = coef[bad] = se[bad] = np.nan
+    xs = (X - X.mean(0)) / np.where(constant, 1.0, X.std(0))
+    full = _fit_columns(xs, y)
+    ok = full["converged"]
+    intercept, coef, se = (np.where(ok, full[k], np.nan) for k in ("b0", "b1", "se"))
     z = coef / se
     p = 2 * stats.norm.sf(np.abs(z))
-    train_acc = ((_fold_predictions(xs, y, xs) > 0) == y[:, None]).mean(0)
+    train_acc = ((full["a"] + full["c"] * xs > 0) == y[:, None]).mean(0)
 
     # Cross-validation. The logistic model is affine-equivariant, so z-scoring with full-data
     # statistics does not change held-out predictions (no leakage); fits use train folds only.
     bal_acc, auc = np.zeros(m), np.zeros(m)
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
     for tr, te in folds.split(xs, y):
-        eta = _fold_predictions(xs[tr], y[tr], xs[te])
-        pred, yt = eta > 0, y[te]
-        bal_acc += (pred[yt].mean(0) + (~pred[~yt]).mean(0)) / 2
-        auc += _auc_columns(eta, yt)
+        model = _fit_columns(xs[tr], y[tr], start=np.stack([intercept, coef]))
+        decision = model["a"] + model["c"] * xs[te]
+        pred, yt = decision > 0, y[te]
+        failed = ~np.isfinite(model["c"])
+        bal_acc += np.where(failed, np.nan, (pred[yt].mean(0) + (~pred[~yt]).mean(0)) / 2)
+        auc += np.where(failed, np.nan, _auc_columns(np.nan_to_num(decision), yt))
     return _frame({"intercept": intercept, "coef": coef, "se": se, "z": z, "p": p,
-                   "separable": separable, "constant": constant, "converged": converged,
+                   "separable": full["separable"], "constant": constant, "converged": ok,
                    "cv_balanced_accuracy": bal_acc / cv, "cv_auc": auc / cv,
                    "train_accuracy": train_acc}, cv=cv, seed=seed)
 

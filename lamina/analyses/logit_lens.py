@@ -1,0 +1,156 @@
+"""The logit lens: read every layer's residual stream through the model's own final norm and unembedding.
+
+For block L the lens is `unembed(final_norm(resid_post.L))`, with `resid_post.L` the RAW block output
+captured by a hook. It is never built from `output.hidden_states[-1]`: that tensor is already after the
+final norm (hidden.N = final_norm, see `lamina verify`), and normalising it a second time is the mistake
+several peer tools shipped. The check that proves it: at the last block the lens must equal the model's
+own logits (to float32 round-off, 1e-5), so the last layer's KL to the final distribution is 0.
+
+One layer's logits [batch, tokens, vocab] are alive at a time (plus the final log-probabilities that
+every layer is compared with): with a 50k vocabulary a layer's logits are 200 MB for a batch of 8 x 128.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from lamina.anatomy.check import max_abs_diff, tolerance
+from lamina.errors import AnatomyCheckError
+
+DEFAULT_TEXTS = [
+    "The Eiffel Tower is in the city of Paris, the capital of France.",
+    "She opened the door, looked at the rain, and went back to bed.",
+]
+
+
+@dataclass
+class LogitLensResult:
+    """`table`: one row per (layer, doc, position); `per_layer`: the means over tokens, per layer."""
+
+    model: str
+    texts: list[str]
+    k: int
+    table: pd.DataFrame         # layer, doc, position, token, kl, entropy, rank_of_final_top, top_tokens, top_probs
+    per_layer: pd.DataFrame     # layer, kl, entropy, rank_of_final_top (mean and median), top1_agreement
+    last_layer_max_abs_diff: float = 0.0  # max |lens(resid_post.(N-1)) - model logits|: must be ~0
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "n_texts": len(self.texts),
+            "k": self.k,
+            "last_layer_max_abs_diff": self.last_layer_max_abs_diff,
+            "per_layer": self.per_layer.to_dict(orient="records"),
+            **self.info,
+        }
+
+
+def lens_logits(lm, resid: torch.Tensor) -> torch.Tensor:
+    """[..., d_model] raw residual -> [..., vocab] logits through the model's final norm and unembedding."""
+    f = lm.anatomy.family
+    norm, unembed = lm.model.get_submodule(f.final_norm), lm.model.get_submodule(f.unembed)
+    with torch.inference_mode():
+        return unembed(norm(resid))
+
+
+def iter_lens(lm, batch: dict):
+    """Yield (layer, lens logits [batch, tokens, vocab]) for every block, then ("final", model logits).
+
+    One capture gives every raw `resid_post.L` (hooks, [batch, tokens, d_model] each) and the model's own
+    logits; each layer's logits are computed only when the caller asks for them, so one lives at a time.
+    """
+    N = lm.n_layers
+    acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
+    yield "final", acts["logits"]
+    for L in range(N):
+        # Padding rows hold NaN; they stay NaN through the norm and are dropped by the caller.
+        yield L, lens_logits(lm, acts[f"resid_post.{L}"])
+
+
+def _decoder(tokenizer):
+    cache: dict[int, str] = {}
+
+    def decode(i: int) -> str:
+        if i not in cache:
+            cache[i] = tokenizer.decode([i])
+        return cache[i]
+
+    return decode
+
+
+def _layer_stats(logits: torch.Tensor, final_logp: torch.Tensor, final_top: torch.Tensor, k: int) -> dict:
+    """Per-token statistics of one layer's lens: logits [n, vocab] against the final log-probs [n, vocab]."""
+    logp = torch.log_softmax(logits.float(), dim=-1)                          # [n, vocab]
+    p_final = final_logp.exp()
+    kl = (p_final * (final_logp - logp)).sum(-1).clamp_min(0.0)               # KL(final || layer), nats [n]
+    entropy = -(logp.exp() * logp).sum(-1)                                     # [n]
+    at_top = logp.gather(-1, final_top[:, None])                               # [n, 1]
+    rank = (logp > at_top).sum(-1) + 1                                         # 1 = the layer's own top-1 [n]
+    top_logp, top_ids = logp.topk(k, dim=-1)                                   # [n, k]
+    return {"kl": kl, "entropy": entropy, "rank": rank, "top_ids": top_ids, "top_p": top_logp.exp()}
+
+
+def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int = 8,
+               truncate: bool = False) -> LogitLensResult:
+    """The logit lens over `texts`: per layer and position, KL(final || layer), entropy, rank, top-k tokens."""
+    texts = list(texts or DEFAULT_TEXTS)
+    decode = _decoder(lm.tokenizer)
+    frames, worst = [], 0.0
+    for start in range(0, len(texts), batch_size):
+        batch = lm.tokenize(texts[start:start + batch_size], truncate=truncate)
+        mask = batch["attention_mask"].bool()                                  # [b, t]
+        docs, positions = mask.nonzero(as_tuple=True)                          # real tokens only, [n] each
+        tokens = [decode(i) for i in batch["input_ids"][mask].tolist()]
+        final_logp = final_top = final_logits = None
+        for layer, logits in iter_lens(lm, batch):
+            logits = logits[mask].float()                                      # [n, vocab]
+            if layer == "final":
+                final_logits = logits
+                final_logp = torch.log_softmax(logits, dim=-1)
+                final_top = final_logp.argmax(-1)                              # [n]
+                continue
+            if layer == lm.n_layers - 1:
+                worst = max(worst, _check_last_layer(lm, logits, final_logits))
+            s = _layer_stats(logits, final_logp, final_top, k)
+            frames.append(pd.DataFrame({
+                "layer": layer,
+                "doc": (docs + start).tolist(),
+                "position": positions.tolist(),
+                "token": tokens,
+                "kl": s["kl"].tolist(),
+                "entropy": s["entropy"].tolist(),
+                "rank_of_final_top": s["rank"].tolist(),
+                "top_tokens": [[decode(i) for i in row] for row in s["top_ids"].tolist()],
+                "top_probs": s["top_p"].tolist(),
+            }))
+            del logits, s
+        del final_logits, final_logp
+    table = pd.concat(frames, ignore_index=True).sort_values(["doc", "layer", "position"], ignore_index=True)
+    return LogitLensResult(
+        model=lm.spec, texts=texts, k=k, table=table, per_layer=per_layer_means(table),
+        last_layer_max_abs_diff=worst, info={"n_layers": lm.n_layers, "n_tokens": int(len(table) // lm.n_layers)},
+    )
+
+
+def _check_last_layer(lm, lens: torch.Tensor, model_logits: torch.Tensor) -> float:
+    """The lens at the last block must reproduce the model's logits; anything else is a wrong boundary."""
+    diff = max_abs_diff(lens, model_logits)
+    if not diff <= tolerance(model_logits):
+        raise AnatomyCheckError(
+            f"logit lens at the last block differs from {lm.spec}'s own logits by {diff:.3g}: the final norm "
+            f"({lm.anatomy.family.final_norm}) or unembedding ({lm.anatomy.family.unembed}) is not the model's"
+        )
+    return diff
+
+
+def per_layer_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Means over every token of each layer (and the median rank, which the mean overstates)."""
+    g = table.groupby("layer")
+    out = g.agg(kl=("kl", "mean"), entropy=("entropy", "mean"),
+                rank_of_final_top=("rank_of_final_top", "mean"),
+                median_rank_of_final_top=("rank_of_final_top", "median"))
+    out["top1_agreement"] = g["rank_of_final_top"].apply(lambda r: float((r == 1).mean()))
+    return out.reset_index()

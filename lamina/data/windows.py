@@ -1,0 +1,114 @@
+"""Documents -> token windows -> batches, with the first-token policy and padding masks.
+
+Each document is tokenized on its own and cut into windows of `context` tokens every `stride` tokens.
+With stride < context, windows overlap and a token is counted only in the first window that holds it
+(`count` mask), so statistics never see a token twice. `skip_first=True` leaves position 0 of every
+window out of the statistics (the first token of a context is an attention sink with outsized
+activations); by default it is kept. `pack=True` joins documents, separated by the EOS token, into one
+stream cut into full windows: no padding, but windows then cross document boundaries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from lamina.data.corpus import Document
+from lamina.errors import InputError
+
+POSITION_BITS = 24  # row id = doc << 24 | position: a token's global id in constant memory
+
+
+@dataclass(frozen=True)
+class Window:
+    doc: int          # document index (for packed windows: the document of the first token)
+    start: int        # first token's position in the document (or in the packed stream)
+    ids: list[int]    # token ids
+    first_counted: int  # index of the first token this window counts (overlap with the previous one)
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor       # [b, t]
+    attention_mask: torch.Tensor  # [b, t] 1 = real token
+    count: torch.Tensor           # [b, t] bool: token enters statistics
+    row_ids: torch.Tensor         # [b, t] int64: doc << 24 | position in doc
+    windows: list[Window]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.count.sum())
+
+
+def tokenize_documents(tokenizer, docs: list[Document]) -> list[list[int]]:
+    """Token ids of each document, with the tokenizer's own special tokens (BOS where it adds one)."""
+    return [tokenizer(d.text, add_special_tokens=True)["input_ids"] for d in docs]
+
+
+def make_windows(token_ids: list[list[int]], context: int, stride: int | None = None, pack: bool = False,
+                 separator: int | None = None) -> list[Window]:
+    """Cut tokenized documents into windows (see module docstring)."""
+    stride = stride or context
+    if context < 2:
+        raise InputError(f"--context must be at least 2 tokens (got {context})")
+    if not 0 < stride <= context:
+        raise InputError(f"--stride must be between 1 and --context ({context}); got {stride}")
+    if pack:
+        stream = []
+        for ids in token_ids:
+            stream += ids + ([separator] if separator is not None else [])
+        token_ids = [stream]
+    windows = []
+    for doc, ids in enumerate(token_ids):
+        start = 0
+        while ids:
+            windows.append(Window(doc, start, ids[start:start + context], 0 if start == 0 else context - stride))
+            if start + context >= len(ids):
+                break
+            start += stride
+    return windows
+
+
+def batches(windows: list[Window], batch_size: int, pad_id: int, skip_first: bool = False) -> Iterator[Batch]:
+    """Group windows into right-padded batches with count masks and global row ids."""
+    for i in range(0, len(windows), batch_size):
+        group = windows[i:i + batch_size]
+        width = max(len(w.ids) for w in group)
+        input_ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        count = torch.zeros((len(group), width), dtype=torch.bool)
+        rows = torch.full((len(group), width), -1, dtype=torch.long)
+        for b, w in enumerate(group):
+            n = len(w.ids)
+            input_ids[b, :n] = torch.tensor(w.ids)
+            mask[b, :n] = 1
+            count[b, max(w.first_counted, 1 if skip_first else 0):n] = True
+            rows[b, :n] = (w.doc << POSITION_BITS) + w.start + torch.arange(n)
+        yield Batch(input_ids, mask, count, rows, group)
+
+
+def split_row_id(row_id: int) -> tuple[int, int]:
+    """(document index, position in document) of a global row id."""
+    return row_id >> POSITION_BITS, row_id & ((1 << POSITION_BITS) - 1)
+
+
+def corpus_windows(lm, docs: list[Document], context: int = 128, stride: int | None = None, pack: bool = False,
+                   max_tokens: int | None = None) -> list[Window]:
+    """Tokenize a corpus and cut it into windows for `lm`, keeping at most `max_tokens` counted tokens."""
+    limit = lm.anatomy.context_length
+    if limit and context > limit:
+        raise InputError(f"--context {context} is longer than the model's context of {limit} tokens")
+    token_ids = tokenize_documents(lm.tokenizer, docs)
+    windows = make_windows(token_ids, context, stride, pack, separator=lm.tokenizer.eos_token_id)
+    if max_tokens:
+        kept, total = [], 0
+        for w in windows:
+            if total >= max_tokens:
+                break
+            kept.append(w)
+            total += len(w.ids) - w.first_counted
+        windows = kept
+    if not windows:
+        raise InputError("the corpus gives no tokens")
+    return windows
