@@ -85,7 +85,7 @@ class Capture:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.remove()
+        pass
 
     def remove(self) -> None:
         """Remove exactly the hooks this capture added."""

@@ -34,16 +34,17 @@ def _separable(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _evaluate(b0, b1, x, yf):
-    """Log-likelihood and [g0, g1, h00, h01, h11] (gradient, Fisher information) per column at (b0, b1)."""
+    """Log-likelihood and [g0, g1, h00, h01, h11] (gradient, information) per column at (b0, b1)."""
     eta = b0 + b1 * x
     prob = special.expit(eta)
     ll = (yf[:, None] * eta - np.logaddexp(0.0, eta)).sum(0)
     w, resid = prob * (1 - prob), yf[:, None] - prob
-    return ll, np.stack([resid.sum(0), (resid * x).sum(0), w.sum(0), (w * x).sum(0), (w * x * x).sum(0)])
+    wx = w * x
+    return ll, np.stack([resid.sum(0), (resid * x).sum(0), w.sum(0), wx.sum(0), (wx * x).sum(0)])
 
 
-def _fit_logit_1d(x: np.ndarray, y: np.ndarray, start=None, max_iter: int = 100, tol: float = 1e-10):
-    """Vectorised Newton-Raphson (with step halving) for intercept + slope logistic fits, one per column.
+def _fit_logit_1d(x: np.ndarray, y: np.ndarray, start=None, max_iter=100, tol=1e-10):
+    """Vectorised Newton-Raphson (step halving) for intercept + slope logistic fits, one per column.
 
     Columns must be non-separable and non-constant; ``start`` (a [2, n_columns] warm start, NaN
     for none) only changes the speed, not the maximum found. Returns b0, b1, se(b1), converged.
@@ -65,7 +66,7 @@ def _fit_logit_1d(x: np.ndarray, y: np.ndarray, start=None, max_iter: int = 100,
             det = h00 * h11 - h01 ** 2
             step = np.stack([(h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det])
             new_ll, new_terms = _evaluate(b[0, act] + step[0], b[1, act] + step[1], xa, yf)
-            for _halving in range(30):  # concave objective: halve until the likelihood does not drop
+            for _halving in range(30):  # concave: halve until the likelihood does not drop
                 worse = np.nonzero(new_ll < ll[act] - 1e-12 * np.abs(ll[act]))[0]
                 if worse.size == 0:
                     break
@@ -97,9 +98,9 @@ def _fit_columns(x: np.ndarray, y: np.ndarray, start=None) -> dict:
     converged = np.zeros(m, dtype=bool)
     cols = np.nonzero(fit)[0]
     for i in range(0, cols.size, _CHUNK):  # column chunks keep the work arrays cache-sized
-        c = cols[i:i + _CHUNK]
-        b0[c], b1[c], se[c], converged[c] = _fit_logit_1d(
-            np.ascontiguousarray(x[:, c]), y, None if start is None else start[:, c])
+        chunk = cols[i:i + _CHUNK]
+        b0[chunk], b1[chunk], se[chunk], converged[chunk] = _fit_logit_1d(
+            np.ascontiguousarray(x[:, chunk]), y, None if start is None else start[:, chunk])
     a, c = b0.copy(), b1.copy()
     a[fit & ~converged] = c[fit & ~converged] = np.nan
     if sep.any():
@@ -121,7 +122,7 @@ def _auc_columns(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def logistic_tests(X, y, cv: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Per-neuron one-variable logistic regression (Wald test + cross-validated decoding) of a binary label.
+    """Per-neuron one-variable logistic regression of a binary label: Wald test + cross-validated decoding.
 
     The neuron is standardised (z-scored over all samples) before fitting, so ``coef`` is the
     change in log-odds per SD. Columns: ``intercept``, ``coef``, ``se``, ``z``, ``p`` (Wald,
@@ -134,7 +135,7 @@ def logistic_tests(X, y, cv: int = 5, seed: int = 0) -> pd.DataFrame:
     ``train_accuracy`` (in-sample accuracy of the full-data fit, optimistic: never report it alone).
     """
     X = _check_X(X)
-    y = _check_binary(y, X.shape[0], min_per_class=max(cv, MIN_GROUP_SIZE))
+    y = _check_binary(y, X.shape[0], max(cv, MIN_GROUP_SIZE), f" (cv={cv} stratified folds)")
     m = X.shape[1]
     constant = _is_constant(X)
     xs = (X - X.mean(0)) / np.where(constant, 1.0, X.std(0))
@@ -144,6 +145,7 @@ def logistic_tests(X, y, cv: int = 5, seed: int = 0) -> pd.DataFrame:
     z = coef / se
     p = 2 * stats.norm.sf(np.abs(z))
     train_acc = ((full["a"] + full["c"] * xs > 0) == y[:, None]).mean(0)
+    train_acc[~np.isfinite(full["c"])] = np.nan
 
     # Cross-validation. The logistic model is affine-equivariant, so z-scoring with full-data
     # statistics does not change held-out predictions (no leakage); fits use train folds only.
@@ -164,7 +166,7 @@ def logistic_tests(X, y, cv: int = 5, seed: int = 0) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- sparse probe
 RANKINGS = ("mean_diff", "anova_f", "l1")
-DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def _anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -198,7 +200,7 @@ def rank_neurons(X, y, rank_by: str = "mean_diff", l1_C: float = 0.1, seed: int 
 
 def sparse_probe(X, y, ks=DEFAULT_KS, rank_by: str = "mean_diff", cv: int = 5,
                  seed: int = 0) -> pd.DataFrame:
-    """Held-out decoding quality of a class-balanced logistic probe on the top-k ranked neurons, for each k.
+    """Held-out F1/MCC/AUC of a class-balanced logistic probe on the top-k ranked neurons, for each k.
 
     For each of ``cv`` stratified shuffled folds, neurons are ranked on the training fold only,
     a ``LogisticRegression(class_weight='balanced')`` (after z-scoring on the training fold) is
@@ -208,7 +210,7 @@ def sparse_probe(X, y, ks=DEFAULT_KS, rank_by: str = "mean_diff", cv: int = 5,
     for reporting which neurons the probe uses). ks larger than the number of neurons are dropped.
     """
     X = _check_X(X)
-    y = _check_binary(y, X.shape[0], min_per_class=max(cv, MIN_GROUP_SIZE))
+    y = _check_binary(y, X.shape[0], max(cv, MIN_GROUP_SIZE), f" (cv={cv} stratified folds)")
     if rank_by not in RANKINGS:
         raise ValueError(f"rank_by must be one of {RANKINGS}; got {rank_by!r}")
     ks = sorted({int(k) for k in ks})

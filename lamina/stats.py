@@ -23,6 +23,8 @@ from scipy import sparse, stats
 from sklearn.model_selection import train_test_split
 from statsmodels.stats.multitest import multipletests
 
+from lamina.errors import LaminaError
+
 MIN_GROUP_SIZE = 3
 _METHOD_NAMES = {"fdr_bh": "BH FDR", "bonferroni": "Bonferroni"}
 
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class TooFewSamplesError(ValueError):
+class TooFewSamplesError(LaminaError, ValueError):
     """Raised when a group (or the whole sample) is too small for the requested test."""
 
 
@@ -62,7 +64,7 @@ def _check_length(v, n: int, name: str) -> np.ndarray:
     return v
 
 
-def _check_binary(y, n: int, min_per_class: int = MIN_GROUP_SIZE) -> np.ndarray:
+def _check_binary(y, n: int, min_per_class: int = MIN_GROUP_SIZE, why: str = "") -> np.ndarray:
     y = _check_length(y, n, "y")
     if y.dtype != bool:
         if not np.isin(y, (0, 1)).all():
@@ -72,7 +74,7 @@ def _check_binary(y, n: int, min_per_class: int = MIN_GROUP_SIZE) -> np.ndarray:
     if n_pos == 0 or n_neg == 0:
         raise ValueError("y contains a single class; a contrast needs both classes")
     if min(n_pos, n_neg) < min_per_class:
-        raise TooFewSamplesError(f"each group needs at least {min_per_class} samples; "
+        raise TooFewSamplesError(f"each group needs at least {min_per_class} samples{why}; "
                                  f"got {n_pos} positive and {n_neg} negative")
     return y
 
@@ -165,7 +167,7 @@ def _r_pvalue(r: np.ndarray, df: int) -> np.ndarray:
 
 
 def correlation_tests(X, z, control=None) -> pd.DataFrame:
-    """Per-neuron Pearson (and optionally partial) correlation with a continuous label, to find graded responses.
+    """Per-neuron Pearson (optionally partial) correlation with a continuous label: graded responses.
 
     Columns: ``r``, ``p`` (Pearson, two-sided, t-distribution with n-2 df, equal to
     ``scipy.stats.pearsonr``); ``constant`` (neuron has zero variance: r, p NaN). With ``control``
@@ -219,7 +221,7 @@ class CorrectedPValues:
 
 def correct_pvalues(p, method: str = "fdr_bh", family: str = "layer", layer_index=None,
                     alpha: float = 0.05) -> CorrectedPValues:
-    """Correct per-neuron p-values (BH FDR or Bonferroni) over an explicit family: each layer or the whole model.
+    """Correct p-values (BH FDR or Bonferroni) over a stated family: each layer, or the whole model.
 
     ``p`` may be 1-D (then ``layer_index``, same length, gives each neuron's layer when
     ``family='layer'``) or 2-D ``[n_layers, n_neurons]`` (rows are layers unless ``layer_index``
@@ -252,7 +254,7 @@ def correct_pvalues(p, method: str = "fdr_bh", family: str = "layer", layer_inde
         if idx.size:
             reject[idx], adjusted[idx], _, _ = multipletests(flat[idx], alpha=alpha, method=method)
     counts = sorted(set(sizes.values()))
-    n_txt = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    n_txt = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0] if counts else 0)
     scope = (f"neurons of each layer ({len(sizes)} layers)" if family == "layer"
              else "neurons of the whole model")
     desc = f"{_METHOD_NAMES[method]} over {n_txt} {scope}, alpha={alpha:g}"
@@ -305,7 +307,7 @@ def _t_pvalues_batch(X: np.ndarray, labels: np.ndarray, paired: bool) -> np.ndar
 
 def permutation_null(X, y, n_permutations: int = 200, alpha: float = 0.05, method: str = "fdr_bh",
                      seed: int = 0, paired: bool = False) -> PermutationNull:
-    """Null distribution of the number of significant neurons under label permutation, to calibrate the count.
+    """Null distribution of the count of significant neurons under label permutation, to calibrate it.
 
     Significance is the t-test of :func:`contrast_tests` (Welch, or paired) corrected with
     ``method`` over all neurons passed in. Unpaired: labels are permuted across samples.
@@ -318,6 +320,8 @@ def permutation_null(X, y, n_permutations: int = 200, alpha: float = 0.05, metho
         raise ValueError("n_permutations must be >= 1")
     observed_p = contrast_tests(X, y, paired=paired)["p"].to_numpy()
     keep = ~np.isnan(observed_p)
+    if not keep.any():
+        raise ValueError("no neuron has a defined t-test (all are constant within groups)")
     observed = _count_significant(observed_p[keep], alpha, method)
     rng = np.random.default_rng(seed)
     Xk = X[:, keep]
@@ -327,13 +331,14 @@ def permutation_null(X, y, n_permutations: int = 200, alpha: float = 0.05, metho
         data = data / np.maximum(np.sqrt((data ** 2).mean(0)), 1e-300)  # t is scale-free
         labels = rng.choice([-1.0, 1.0], size=(n_permutations, data.shape[0]))
     else:
-        data = (Xk - Xk.mean(0)) / np.where(Xk.std(0) > 0, Xk.std(0), 1.0)  # for numerical stability
+        sd = Xk.std(0)
+        data = (Xk - Xk.mean(0)) / np.where(sd > 0, sd, 1.0)  # t is scale-free; stabler sums
         labels = np.array([rng.permutation(y) for _ in range(n_permutations)], dtype=float)
     null = np.zeros(n_permutations, dtype=int)
     for start in range(0, n_permutations, 50):  # batches keep memory at 50 x n_neurons
         P = _t_pvalues_batch(data, labels[start:start + 50], paired)
         null[start:start + 50] = [_count_significant(row, alpha, method) for row in P]
-    band = tuple(np.percentile(null, [2.5, 97.5]))
+    band = tuple(float(v) for v in np.percentile(null, [2.5, 97.5]))
     p_value = (1 + np.sum(null >= observed)) / (1 + n_permutations)
     return PermutationNull(observed, null, band, float(p_value), alpha, method, paired)
 
@@ -355,19 +360,20 @@ class ReplicationSplit:
 
 def replication_split(X, y, seed: int = 0, alpha: float = 0.05,
                       method: str = "fdr_bh") -> ReplicationSplit:
-    """Split samples into two stratified random halves and compare their t-maps, to check the map replicates.
+    """Compare Welch t-maps of two stratified random halves of the samples, to check the map replicates.
 
     Significant sets use ``method`` at ``alpha`` over all neurons within each half. Correlations
     use neurons with a finite t in both halves.
     """
     X = _check_X(X)
-    y = _check_binary(y, X.shape[0], min_per_class=2 * MIN_GROUP_SIZE)
+    y = _check_binary(y, X.shape[0], 2 * MIN_GROUP_SIZE, " (3 in each half)")
     a, b = train_test_split(np.arange(len(y)), test_size=0.5, stratify=y, random_state=seed)
     ra, rb = contrast_tests(X[a], y[a]), contrast_tests(X[b], y[b])
     ta, tb = ra["t"].to_numpy(), rb["t"].to_numpy()
     ok = np.isfinite(ta) & np.isfinite(tb)
     if ok.sum() < 3:
-        raise TooFewSamplesError("replication needs at least 3 neurons with a finite t in both halves")
+        raise TooFewSamplesError("replication needs at least 3 neurons with a finite t in both "
+                                 "halves")
     sa = correct_pvalues(ra["p"].to_numpy(), method, "model", alpha=alpha).reject
     sb = correct_pvalues(rb["p"].to_numpy(), method, "model", alpha=alpha).reject
     union = int((sa | sb).sum())
@@ -382,7 +388,7 @@ def replication_split(X, y, seed: int = 0, alpha: float = 0.05,
 
 # --------------------------------------------------------------------------- token control
 def token_identity_control(X, token_ids) -> pd.DataFrame:
-    """Per-neuron variance explained by token identity alone (one-way ANOVA eta squared), a lexical confound check.
+    """Per-neuron variance explained by token identity alone (ANOVA eta squared): a lexical confound check.
 
     Columns: ``eta_squared`` = 1 - within-token SS / total SS; ``epsilon_squared`` (the
     bias-adjusted version, like adjusted R^2: ~0 for noise even with many tokens; NaN when every
@@ -414,7 +420,7 @@ def token_identity_control(X, token_ids) -> pd.DataFrame:
 
 
 def __getattr__(name):
-    """Expose the probing functions of :mod:`lamina.probes` here (lazily: probes imports this module)."""
+    """Expose the probing functions of :mod:`lamina.probes` (lazily: probes imports this module)."""
     if name in ("logistic_tests", "sparse_probe"):
         from lamina import probes
 

@@ -9,7 +9,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from statsmodels.stats.multitest import multipletests
 
 from lamina import stats as ls
+from lamina.errors import LaminaError
 from lamina.probes import rank_neurons, sparse_probe
+from lamina.stats import logistic_tests
 
 PLANTED = [3, 17, 42, 99, 250]
 
@@ -133,6 +135,7 @@ def test_input_validation():
     with pytest.raises(ValueError, match="layer_index"):
         ls.correct_pvalues(np.full(5, 0.5), family="layer")
     assert issubclass(ls.TooFewSamplesError, ValueError)
+    assert issubclass(ls.TooFewSamplesError, LaminaError)
 
 
 # --------------------------------------------------------------------------- correlations
@@ -184,7 +187,7 @@ def logistic_data():
 @pytest.mark.filterwarnings("error")
 def test_logistic_matches_statsmodels_and_flags_separation(logistic_data):
     X, y = logistic_data
-    res = ls.logistic_tests(X, y)
+    res = logistic_tests(X, y)
     for j in range(5):
         x = (X[:, j] - X[:, j].mean()) / X[:, j].std()
         fit = sm.Logit(y.astype(float), sm.add_constant(x)).fit(disp=0, method="newton", tol=1e-12)
@@ -279,6 +282,7 @@ def test_token_identity_control():
 
 
 # --------------------------------------------------------------------------- sparse probe
+@pytest.mark.filterwarnings("error")
 def test_sparse_probe_finds_signal_neurons():
     rng = np.random.default_rng(10)
     n, m = 300, 150
@@ -297,6 +301,7 @@ def test_sparse_probe_finds_signal_neurons():
     assert ls.sparse_probe is not None and ls.sparse_probe(X, y, ks=(2,)).shape[0] == 1
 
 
+@pytest.mark.filterwarnings("error")
 def test_sparse_probe_ranks_inside_folds_no_leakage():
     rng = np.random.default_rng(11)
     X, y = rng.normal(size=(60, 2000)), np.repeat([True, False], 30)

@@ -3,7 +3,7 @@
 An adapter that points at the wrong module returns plausible numbers; these identities catch it:
     sequential block:  resid_mid = resid_pre + attn_out,  resid_post = resid_mid + mlp_out
     parallel block:    resid_post = resid_pre + attn_out + mlp_out
-    every block:       mlp_out = mlp_down(mlp_post),       resid_pre.(L+1) = resid_post.L
+    every block:       mlp_out = mlp_down(mlp_post) (then mlp_out_norm, if any),  resid_pre.(L+1) = resid_post.L
     q: [.., heads, d_head], k and v: [.., kv heads, d_head]
 """
 from __future__ import annotations
@@ -52,7 +52,10 @@ def check_anatomy(lm, text: str = CHECK_TEXT) -> dict[str, float]:
         if a.family.mlp_down:
             down = lm.model.get_submodule(f"{a.block(L)}.{a.family.mlp_down}")
             with torch.inference_mode():
-                expect(f"mlp_out.{L} = mlp_down(mlp_post)", down(g("mlp_post")), g("mlp_out"))
+                written = down(g("mlp_post"))
+                if a.family.mlp_out_norm:  # post-norm blocks: the norm sits between mlp_down and the residual
+                    written = lm.model.get_submodule(f"{a.block(L)}.{a.family.mlp_out_norm}")(written)
+                expect(f"mlp_out.{L} = mlp_down(mlp_post)", written, g("mlp_out"))
         following = acts[f"resid_pre.{L + 1}"] if L + 1 < a.n_layers else acts["final_norm.input"]
         expect(f"next input = resid_post.{L}", following, g("resid_post"))
         for kind, heads in (("q", a.n_heads), ("k", a.n_kv_heads), ("v", a.n_kv_heads)):

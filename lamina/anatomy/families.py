@@ -25,6 +25,7 @@ class Family:
     sites: dict[str, tuple[str, str]] = field(default_factory=dict)  # kind -> (path in block, "input"|"output")
     qkv_layout: str = "separate"     # "separate" | "gpt2" | "neox" | "phi3" (fused projections)
     mlp_down: str = ""               # MLP output projection in the block: mlp_out = mlp_down(mlp_post)
+    mlp_in: dict[str, str] = field(default_factory=dict)  # MLP input projections: "in", or "gate" and "up"
     parallel: bool | str = False     # parallel attention+MLP; a str names the config flag that decides
     notes: str = ""
 
@@ -63,6 +64,7 @@ FAMILIES: list[Family] = [
         },
         qkv_layout="gpt2",
         mlp_down="mlp.c_proj",
+        mlp_in={"in": "mlp.c_fc"},
         notes="q/k/v are split from the fused c_attn: [q | k | v], each heads x d_head.",
     ),
     Family(
@@ -74,6 +76,7 @@ FAMILIES: list[Family] = [
         norm="rmsnorm",
         sites=_LLAMA_SITES,
         mlp_down="mlp.down_proj",
+        mlp_in={"gate": "mlp.gate_proj", "up": "mlp.up_proj"},
         notes="Llama, Mistral, Qwen2, Qwen3 and SmolLM. q and k are taken before RoPE "
         "(and before Qwen3's q_norm/k_norm); grouped-query models have fewer k/v heads.",
     ),
@@ -91,6 +94,7 @@ FAMILIES: list[Family] = [
         },
         qkv_layout="phi3",
         mlp_down="mlp.down_proj",
+        mlp_in={"gate_up": "mlp.gate_up_proj"},  # fused [gate | up]
         notes="Fused qkv_proj laid out [q (heads) | k (kv heads) | v (kv heads)]; fused gate_up_proj.",
     ),
     Family(
@@ -98,7 +102,7 @@ FAMILIES: list[Family] = [
         model_types=("gpt_neox",),
         layers="gpt_neox.layers",
         final_norm="gpt_neox.final_layer_norm",
-        unembed="embed_out",
+        unembed="lm_head",               # `embed_out` before transformers 5
         norm="layernorm",
         sites={
             "resid_pre": ("", "input"),
@@ -112,6 +116,7 @@ FAMILIES: list[Family] = [
         },
         qkv_layout="neox",
         mlp_down="mlp.dense_4h_to_h",
+        mlp_in={"in": "mlp.dense_h_to_4h"},
         parallel="use_parallel_residual",
         notes="Pythia: parallel attention and MLP (use_parallel_residual), so resid_mid does not exist. "
         "Fused query_key_value is interleaved per head: [q_h | k_h | v_h] for each head h.",

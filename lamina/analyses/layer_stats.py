@@ -1,0 +1,94 @@
+"""Constant-memory statistics of one layer's activations, cheap enough to run beside the forward pass.
+
+Per batch x [n, d] everything is computed in float32 in a few fused passes, then folded into float64
+accumulators (Pébay merges from `runningstats`), so a profile costs a small fraction of a forward pass:
+    pooled moments over all values (mean, std, skew, kurtosis, fraction > 0)
+    mean L2 norm of a token's vector
+    max |x| per dimension (the layer x dimension map)
+    top-k |x| over the whole layer with (row id, dimension)
+    median |x| from a uniform random sample of values (decimated to at most `sample_cap`)
+"""
+from __future__ import annotations
+
+import torch
+
+from lamina.runningstats import RunningMoments, RunningTopK
+
+
+class LayerStats:
+    def __init__(self, top_k: int = 16, sample_cap: int = 1 << 18, seed: int = 0):
+        self.moments = RunningMoments()  # pooled: d = 1
+        self.top = RunningTopK(top_k, largest=True, by_abs=True)
+        self.dim_max_abs: torch.Tensor | None = None  # [d]
+        self.norm_sum = 0.0
+        self.n_rows = 0
+        self.sample: list[torch.Tensor] = []
+        self.sample_size, self.sample_cap, self.rate = 0, sample_cap, 1.0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def update(self, x: torch.Tensor, row_ids: torch.Tensor) -> None:
+        """Add x [n, d] (any float dtype) whose rows have global ids row_ids [n]."""
+        x = x.float()
+        n, d = x.shape
+        if n == 0:
+            return
+        flat = x.reshape(-1)
+        mean = flat.sum() / flat.numel()
+        c = flat - mean
+        c2 = c * c
+        batch = RunningMoments()  # this batch's central moments (dot products: fused, no temporaries)
+        batch.n, batch.mean = flat.numel(), mean.double().reshape(1)
+        batch.m2 = c2.sum().double().reshape(1)
+        batch.m3 = torch.dot(c2, c).double().reshape(1)
+        batch.m4 = torch.dot(c2, c2).double().reshape(1)
+        low, high = torch.aminmax(flat)
+        batch.min, batch.max = low.double().reshape(1), high.double().reshape(1)
+        absx = x.abs()                                     # [n, d]
+        batch.npos, batch.sum_abs = (flat > 0).sum().reshape(1), absx.sum().double().reshape(1)
+        self.moments.merge(batch)
+
+        dim_max = absx.amax(0)
+        self.dim_max_abs = dim_max if self.dim_max_abs is None else torch.maximum(self.dim_max_abs, dim_max)
+        self.norm_sum += float(torch.linalg.vector_norm(x, dim=1).sum())
+        self.n_rows += n
+        # The top-k values of the layer lie in the k rows with the largest row maxima: search only those.
+        rows = absx.amax(1).topk(min(self.top.k, n)).indices           # [k]
+        candidates = absx[rows].reshape(-1)                             # [k * d]
+        best = candidates.topk(min(self.top.k, candidates.numel())).indices
+        row, dim = rows[best // d], best % d
+        self.top.update(x[row, dim].unsqueeze(1), row_ids[row] * d + dim)
+        self._sample(absx.reshape(-1))
+
+    def _sample(self, values: torch.Tensor) -> None:
+        take = int(round(values.numel() * self.rate))
+        if take:
+            self.sample.append(values[torch.randint(values.numel(), (take,), generator=self.generator)])
+            self.sample_size += take
+        while self.sample_size > self.sample_cap:  # keep a uniform sample: halve the rate and the sample
+            self.rate /= 2
+            self.sample = [s[torch.rand(s.numel(), generator=self.generator) < 0.5] for s in self.sample]
+            self.sample_size = sum(s.numel() for s in self.sample)
+
+    def result(self) -> dict:
+        """Plain numbers: the laminar profile row of this layer (before massive-activation labels)."""
+        m = self.moments
+        sample = torch.cat(self.sample) if self.sample else torch.zeros(1)
+        values, ids = self.top.result()
+        d = self.dim_max_abs.numel()
+        top = [{"value": float(v), "row": int(i) // d, "dim": int(i) % d}
+               for v, i in zip(values[:, 0].tolist(), ids[:, 0].tolist()) if i >= 0]
+        return {
+            "n_tokens": self.n_rows,
+            "mean_token_norm": self.norm_sum / max(self.n_rows, 1),
+            "mean": float(m.mean[0]),
+            "std": float(m.std()[0]),
+            "skew": float(m.skew()[0]),
+            "kurtosis": float(m.kurtosis()[0]),
+            "frac_positive": float(m.frac_pos()[0]),
+            "top1_abs": abs(top[0]["value"]) if top else float("nan"),
+            "top2_abs": abs(top[1]["value"]) if len(top) > 1 else float("nan"),
+            "top3_abs": abs(top[2]["value"]) if len(top) > 2 else float("nan"),
+            "median_abs": float(sample.median()),
+            "median_sample_size": int(sample.numel()),
+            "top": top,
+        }

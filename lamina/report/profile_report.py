@@ -1,0 +1,104 @@
+"""Write a laminar profile: table (CSV, Parquet, JSON), per-layer curves, the layer x dimension map, HTML."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lamina.report.html import image, page, table
+
+
+def plot_profile_curves(result, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = result.table
+    hooks = t[~t["reading"].str.contains(r"\(")]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for col, style in (("top1_abs", "o-"), ("top2_abs", "^-"), ("top3_abs", "v-"), ("mean_token_norm", "s--"),
+                       ("median_abs", "x:")):
+        ax.semilogy(hooks["layer"], hooks[col], style, label=col.replace("_", " "))
+    for _, row in t[t["reading"].str.contains(r"\(")].iterrows():
+        marker = "*" if row["normalized"] else "D"
+        ax.semilogy([row["layer"]], [row["top1_abs"]], marker, markersize=12, label=f"top1 |x|: {row['reading']}")
+    s = result.settings
+    ax.set(xlabel="layer", ylabel="magnitude (log scale)",
+           title=f"laminar profile of {s['kind']} ({s['method']}) on {s['model']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_dim_map(result, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    data = np.maximum(result.dim_max_abs, 1e-6)
+    fig, ax = plt.subplots(figsize=(12, 5))
+    im = ax.imshow(data, aspect="auto", interpolation="nearest", norm=LogNorm(vmin=data.min(), vmax=data.max()),
+                   cmap="magma")
+    ax.set(xlabel="dimension", ylabel="reading (layer)", title="max |x| per layer and dimension (log colour)")
+    ax.set_yticks(range(len(result.table)), result.table["reading"], fontsize=6)
+    fig.colorbar(im, ax=ax, label="max |x|")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_profile(result, out: Path) -> dict[str, Path]:
+    """All outputs of `lamina profile` in `out`; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "profile.csv", "parquet": out / "profile.parquet", "json": out / "profile.json",
+             "massive": out / "massive_activations.csv", "curves": out / "profile.png",
+             "map": out / "profile_dim_map.png", "html": out / "profile.html"}
+    flat = result.table.assign(massive_dims=result.table["massive_dims"].map(lambda d: " ".join(map(str, d))))
+    flat.to_csv(paths["csv"], index=False)
+    flat.to_parquet(paths["parquet"], index=False)
+    result.massive.to_csv(paths["massive"], index=False)
+    paths["json"].write_text(json.dumps(result.to_json(), indent=1, default=_plain))
+    np.save(out / "profile_dim_max_abs.npy", result.dim_max_abs)
+    plot_profile_curves(result, paths["curves"])
+    plot_dim_map(result, paths["map"])
+    paths["html"].write_text(page(f"Laminar profile: {result.settings['model']}", profile_sections(result, out)))
+    return paths
+
+
+def profile_sections(result, out: Path) -> list[tuple[str, str]]:
+    s = result.settings
+    summary = (f"<p class='note'>{s['kind']} read by <b>{s['method']}</b> over {s['n_docs']} documents "
+               f"({s['n_windows']} windows of {s['context']} tokens, stride {s['stride']}, first token "
+               f"{'excluded' if s['skip_first'] else 'kept'}). Massive activations: {s['massive_rule']}.</p>")
+    massive = result.massive
+    by_dim = (massive.groupby("dim").agg(layers=("layer", lambda v: f"{v.min()}-{v.max()}"),
+                                          max_abs=("value", lambda v: float(np.abs(v).max())),
+                                          tokens=("token", lambda v: ", ".join(sorted(set(map(repr, v)))[:5])))
+              .reset_index() if len(massive) else None)
+    columns = ["reading", "n_tokens", "mean_token_norm", "mean", "std", "kurtosis", "frac_positive",
+               "top1_abs", "top2_abs", "top3_abs", "median_abs", "n_massive_in_top16"]
+    return [
+        ("Settings", summary),
+        ("Per-layer curves", image(out / "profile.png")),
+        ("Layer x dimension map", image(out / "profile_dim_map.png")),
+        ("Massive activations by dimension",
+         table(by_dim) if by_dim is not None else "<p>none found under the rule above</p>"),
+        ("Per-layer table", table(result.table[columns])),
+    ]
+
+
+def _plain(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
