@@ -85,7 +85,7 @@ class Capture:
         return self
 
     def __exit__(self, *exc) -> None:
-        pass
+        self.remove()
 
     def remove(self) -> None:
         """Remove exactly the hooks this capture added."""
@@ -142,6 +142,8 @@ def run_capture(
     padded = not bool(mask.all())
     for site in sites:
         x = out.hidden_states[site.layer] if site.kind == "hidden" else cap.values[site.name]
+        if tuple(x.shape[:2]) != tuple(mask.shape) and x.shape[0] == mask.numel():
+            x = x.unflatten(0, tuple(mask.shape))  # modules that run on [batch*tokens, ...] (OPT's MLP)
         if padded:
             x = x.masked_fill(~mask.view(*mask.shape, *([1] * (x.dim() - 2))), float("nan"))
         values[site.name] = x

@@ -30,7 +30,7 @@ def site_widths(lm, sites) -> dict[str, int]:
 def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128, stride: int | None = None,
             batch_size: int = 8, dtype: str = "float16", resume: bool = False, skip_first: bool = False,
             pack: bool = False, max_tokens: int | None = None, worker: int = 0, workers: int = 1,
-            progress: bool = True) -> ActivationStore:
+            windows_per_shard: int | None = None, progress: bool = True) -> ActivationStore:
     """Fill (or resume) an activation store at `out`; returns it opened for reading."""
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"unknown storage dtype '{dtype}'; choose one of {', '.join(STORAGE_DTYPES)}")
@@ -41,7 +41,7 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
         raise InputError("extract stores hook sites; hidden.I equals a named site (see `lamina verify`)")
     windows = corpus_windows(lm, docs, context, stride, pack, max_tokens)
     row_bytes = sum(site_widths(lm, parsed).values()) * STORAGE_DTYPES[dtype].itemsize
-    per_shard = max(batch_size, (SHARD_BYTES // max(row_bytes * context, 1)) // batch_size * batch_size)
+    per_shard = windows_per_shard or max(batch_size, (SHARD_BYTES // max(row_bytes * context, 1)) // batch_size * batch_size)
     n_shards = -(-len(windows) // per_shard)
     settings = {
         "model": lm.spec, "seed": lm.seed, "model_dtype": lm.info.get("dtype"),

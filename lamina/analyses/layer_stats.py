@@ -60,8 +60,10 @@ class LayerStats:
         self._sample(absx.reshape(-1))
 
     def _sample(self, values: torch.Tensor) -> None:
-        take = int(round(values.numel() * self.rate))
-        if take:
+        if self.rate == 1.0:  # until the cap is reached the sample is every value: the median is exact
+            self.sample.append(values.clone())
+            self.sample_size += values.numel()
+        elif take := int(round(values.numel() * self.rate)):  # an i.i.d. uniform sample at the current rate
             self.sample.append(values[torch.randint(values.numel(), (take,), generator=self.generator)])
             self.sample_size += take
         while self.sample_size > self.sample_cap:  # keep a uniform sample: halve the rate and the sample
@@ -88,7 +90,7 @@ class LayerStats:
             "top1_abs": abs(top[0]["value"]) if top else float("nan"),
             "top2_abs": abs(top[1]["value"]) if len(top) > 1 else float("nan"),
             "top3_abs": abs(top[2]["value"]) if len(top) > 2 else float("nan"),
-            "median_abs": float(sample.median()),
+            "median_abs": float(torch.quantile(sample, 0.5)),  # interpolated, as numpy.median
             "median_sample_size": int(sample.numel()),
             "top": top,
         }

@@ -48,12 +48,18 @@ class LogitLensResult:
         }
 
 
+def softcap(lm, logits: torch.Tensor) -> torch.Tensor:
+    """The model's final logit soft-capping (Gemma 2: cap * tanh(logits / cap)), applied after lm_head."""
+    cap = getattr(lm.model.config, "final_logit_softcapping", None)
+    return logits if not cap else torch.tanh(logits / cap) * cap
+
+
 def lens_logits(lm, resid: torch.Tensor) -> torch.Tensor:
     """[..., d_model] raw residual -> [..., vocab] logits through the model's final norm and unembedding."""
     f = lm.anatomy.family
     norm, unembed = lm.model.get_submodule(f.final_norm), lm.model.get_submodule(f.unembed)
     with torch.inference_mode():
-        return unembed(norm(resid))
+        return softcap(lm, unembed(norm(resid)))
 
 
 def iter_lens(lm, batch: dict):
@@ -64,7 +70,7 @@ def iter_lens(lm, batch: dict):
     """
     N = lm.n_layers
     acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
-    yield "final", acts["logits"]
+    yield "final", softcap(lm, acts["logits"])  # the `logits` site is lm_head's output, before any soft-cap
     for L in range(N):
         # Padding rows hold NaN; they stay NaN through the norm and are dropped by the caller.
         yield L, lens_logits(lm, acts[f"resid_post.{L}"])

@@ -3,8 +3,9 @@
 An MLP neuron `mlp_post.L:i` adds `a_i * w_out[i]` to the residual stream (mlp_out = W_down @ mlp_post),
 so `w_out[i] @ W_U^T` says which next tokens it promotes (high) and suppresses (low). Two views:
     raw:                      w_out @ W_U^T
-    with final norm weight:   (w_out * g) @ W_U^T, g the final norm's weight. The norm also divides by
-                              a per-token scale, so this view is the direction only, never a logit.
+    with final norm weight:   (w_out * g) @ W_U^T, g the final norm's gain (weight, or 1 + weight in
+                              Gemma). The norm also divides by a per-token scale, so this view is the
+                              direction only, never a logit.
 Input side: the neuron's input vector (c_fc column / up row; gate and up separately for gated MLPs) and
 a Q/K/V neuron's projection row, dotted with the embedding matrix W_E: which tokens drive it. These skip
 the block's input norm, so they too are directions.
@@ -50,15 +51,39 @@ def embedding(lm) -> torch.Tensor:
     return lm.model.get_input_embeddings().weight.detach().float()[: _vocab(lm)]
 
 
+def norm_gain(module: torch.nn.Module, d_model: int, samples: int = 64) -> torch.Tensor:
+    """A norm's per-coordinate gain g [d_model], measured: norm(x) = x / rms(x) * g + b for zero-mean x.
+
+    Measured from the module's outputs rather than read from `.weight`, because conventions differ
+    (Gemma's norms multiply by 1 + weight). For zero-mean x, LayerNorm and RMSNorm normalise alike.
+    """
+    p = next(module.parameters())
+    x = torch.randn(samples, d_model, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = x - x.mean(-1, keepdim=True)
+    n = x / x.pow(2).mean(-1, keepdim=True).sqrt()                         # zero mean, rms 1 [samples, d]
+    with torch.no_grad():
+        y = module((100 * n).to(p.device, p.dtype)).double().cpu()          # rms 100: eps is negligible
+    n, y = n - n.mean(0), y - y.mean(0)                                     # the bias b drops out
+    return ((n * y).sum(0) / (n * n).sum(0)).float().to(p.device)          # least squares, per coordinate
+
+
 def norm_weight(lm) -> torch.Tensor:
-    """The final norm's weight g [d_model] (its bias and per-token scale are not part of a direction)."""
-    return lm.model.get_submodule(lm.anatomy.family.final_norm).weight.detach().float()
+    """The final norm's gain [d_model] (its bias and per-token scale are not part of a direction)."""
+    return norm_gain(lm.model.get_submodule(lm.anatomy.family.final_norm), lm.anatomy.d_model)
 
 
 def output_vectors(lm, layer: int) -> torch.Tensor:
-    """[n_neurons, d_model]: row i is what neuron mlp_post.layer:i writes to the residual per unit."""
-    module = lm.model.get_submodule(f"{lm.anatomy.block(layer)}.{lm.anatomy.family.mlp_down}")
-    return _out_in(module).T           # [d_model, n_neurons] -> [n_neurons, d_model]
+    """[n_neurons, d_model]: row i is the direction neuron mlp_post.layer:i writes to the residual.
+
+    Post-norm blocks (Gemma 2, OLMo 2: `mlp_out_norm`) normalise the MLP's output before adding it; there
+    the column is multiplied by that norm's gain (its per-token scale is shared by all neurons).
+    """
+    a = lm.anatomy
+    w = _out_in(lm.model.get_submodule(f"{a.block(layer)}.{a.family.mlp_down}")).T  # [n_neurons, d_model]
+    post = getattr(a.family, "mlp_out_norm", "")
+    if post:
+        w = w * norm_gain(lm.model.get_submodule(f"{a.block(layer)}.{post}"), a.d_model)
+    return w
 
 
 def input_vectors(lm, layer: int) -> dict[str, torch.Tensor]:
@@ -148,30 +173,35 @@ def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
     return df
 
 
-def cos_moments(lm, layer: int, with_norm_weight: bool = False, chunk: int = 256) -> pd.DataFrame:
+def cos_moments(lm, layer: int, neurons=None, with_norm_weight: bool = False, chunk: int = 256) -> pd.DataFrame:
     """Mean, variance, skew and excess kurtosis of cos(w_out[i], W_U rows) over the vocabulary, per neuron.
 
     Population moments, as scipy.stats' defaults (ddof=0, bias=True, Fisher kurtosis). High kurtosis with
     positive skew marks a prediction neuron, with negative skew a suppression neuron (Gurnee et al. 2024).
-    Computed in float64, `chunk` neurons at a time: [chunk, vocab] alive at once.
+    `neurons`: indices to compute (default all). Cosines in float32, moments in float64, `chunk` neurons
+    at a time: [chunk, vocab] alive at once.
     """
     with torch.no_grad():
         w_out = output_vectors(lm, layer)                                          # [n, d]
+        index = torch.arange(w_out.shape[0]) if neurons is None else torch.as_tensor(neurons).flatten()
+        if len(index) and not (0 <= int(index.min()) and int(index.max()) < w_out.shape[0]):
+            raise SiteError(f"mlp_post.{layer} has neurons 0-{w_out.shape[0] - 1}; some requested are outside")
+        w_out = w_out[index.to(w_out.device)]
         if with_norm_weight:
             w_out = w_out * norm_weight(lm)
-        u = torch.nn.functional.normalize(unembedding(lm).double(), dim=-1)       # [vocab, d]
-        w = torch.nn.functional.normalize(w_out.double(), dim=-1)                 # [n, d]
+        u = torch.nn.functional.normalize(unembedding(lm), dim=-1)                # [vocab, d]
+        w = torch.nn.functional.normalize(w_out, dim=-1)                          # [n, d]
         parts = []
         for start in range(0, w.shape[0], chunk):
-            cos = w[start:start + chunk] @ u.T                                     # [c, vocab]
+            cos = (w[start:start + chunk] @ u.T).double()                          # [c, vocab]
             mean = cos.mean(-1, keepdim=True)
             dev = cos - mean
             dev2 = dev * dev
             m2, m3, m4 = dev2.mean(-1), (dev2 * dev).mean(-1), (dev2 * dev2).mean(-1)
             parts.append(torch.stack([mean[:, 0], m2, m3 / m2 ** 1.5, m4 / m2 ** 2 - 3.0], dim=-1))
-        moments = torch.cat(parts).cpu().numpy()                                  # [n, 4]
+        moments = torch.cat(parts).cpu().numpy() if parts else torch.empty(0, 4).numpy()  # [n, 4]
     df = pd.DataFrame(moments, columns=["mean", "variance", "skew", "kurtosis"])
-    df.insert(0, "neuron", range(len(df)))
+    df.insert(0, "neuron", index.tolist())
     df.insert(0, "layer", layer)
     return df
 

@@ -67,6 +67,13 @@ class Anatomy:
         elif layout == "neox":    # per head [q_h | k_h | v_h]
             i = "qkv".index(which)
             return x.unflatten(-1, (h, 3 * d))[..., i * d:(i + 1) * d]
+        elif layout == "grouped":  # per k/v head group [q (h/kv heads) | k | v]: neox when kv = h, phi3 when kv = 1
+            groups = x.unflatten(-1, (kv, h // kv + 2, d))
+            if which == "q":
+                return groups[..., :-2, :].flatten(-3, -2)
+            return groups[..., -2 if which == "k" else -1, :]
+        elif layout == "codegen":  # 4 model-parallel chunks, each [q | v | k] over h/4 heads
+            x = x.unflatten(-1, (4, 3, -1))[..., "qvk".index(which), :].flatten(-2)
         return x.unflatten(-1, (-1, d))
 
     def final_norm_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,26 @@ PER_TYPE = {
     "qwen3": dict(num_key_value_heads=2, head_dim=32),
     "phi3": dict(num_key_value_heads=2),
     "gpt_neox": dict(rotary_pct=0.25),
+    # Configs whose fields have other names than SMALL_SHAPE's get them mapped here; SMALL_SHAPE's unused
+    # names are kept by the config as plain attributes and change nothing.
+    "gptj": dict(n_inner=512, rotary_dim=16),                 # n_inner: MLP width; rotary_dim <= d_head 32
+    "codegen": dict(n_inner=512, rotary_dim=16),
+    "gpt_neo": dict(attention_types=[[["global", "local"], 2]]),  # one attention type per layer
+    "opt": dict(ffn_dim=512, word_embed_proj_dim=128),         # no project_in/project_out
+    "gemma": dict(num_key_value_heads=1, head_dim=32),        # multi-query, as Gemma 2B
+    "gemma2": dict(num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32),
+    "gemma3_text": dict(num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32),
+    "olmo2": dict(num_key_value_heads=2),
+    "olmo3": dict(num_key_value_heads=2),
+    "exaone4": dict(num_key_value_heads=2, head_dim=32),
+    "helium": dict(num_key_value_heads=2, head_dim=32),
+    "seed_oss": dict(num_key_value_heads=2, head_dim=32),
+    "smollm3": dict(num_key_value_heads=2),
+    "ernie4_5": dict(num_key_value_heads=2, head_dim=32),
+    "stablelm": dict(num_key_value_heads=2),                  # the config's default is 32
+    "starcoder2": dict(num_key_value_heads=2),
+    # n_head as well: __post_init__ derives num_key_value_heads from n_head before the alias is applied
+    "gpt_bigcode": dict(n_inner=512, n_head=4),               # multi-query c_attn by default
 }
 
 

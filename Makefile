@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:
+#   make run    set up .venv, then verify + profile the embedded model on the built-in corpus -> lamina-out/report.html
+#   make test   set up .venv, then run the test suite (what CI runs)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= lamina-out
+
+.PHONY: run test test-slow bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: it is the CPU build on this machine's disk, and it keeps pip from pulling a CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[linguistics,dev]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/lamina verify --out $(OUT)/verify
+	$(BIN)/lamina profile --kind resid_post --out $(OUT)/profile
+	$(BIN)/lamina profile --kind resid_post --method hidden-states --out $(OUT)/profile-hidden-states
+	$(BIN)/lamina report $(OUT)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[benchmarks]"
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache

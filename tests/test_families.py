@@ -1,0 +1,261 @@
+"""The families added after GPT-2, Llama, Phi-3 and GPT-NeoX, each proven on a random model of its type.
+
+For every model type: `lamina.load` passes the anatomy check (and passes it again after the norm weights
+and biases are redrawn, so a skipped norm cannot hide behind weights of 1 and biases of 0); `verify`
+measures the standard hidden-state map; and q, k, v, mlp_pre, mlp_post and mlp_out equal a computation by
+hand from the transformers modules (called directly, no hooks), written from each modeling file rather
+than from lamina's tables. The hand-computed MLP branch, added to resid_mid, must reproduce the model's
+own next hidden state, which ties resid_mid to the model's output as well.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+import torch
+
+import lamina
+from lamina.anatomy import anatomy_for
+from lamina.anatomy.check import check_anatomy
+from lamina.errors import UnsupportedArchitectureError
+from lamina.models.language_model import LanguageModel
+from lamina.models.random_models import load_random
+
+from conftest import _break_symmetry
+
+TEXT = "The cat sat on the mat because it was tired."
+RTOL = 1e-5
+
+
+# ---------------------------------------------------------------- the computation by hand, per family
+
+def _heads(x: torch.Tensor, d: int) -> torch.Tensor:
+    return x.unflatten(-1, (-1, d))
+
+
+def _separate(attn, d):
+    return lambda x: tuple(_heads(getattr(attn, f"{w}_proj")(x), d) for w in "qkv")
+
+
+def _plain_mlp(fc_in, act, fc_out):
+    """mlp_pre = fc_in(x), mlp_post = act(mlp_pre), mlp_out = fc_out(mlp_post)."""
+    def run(x):
+        pre = fc_in(x)
+        post = act(pre)
+        return pre, post, fc_out(post)
+    return run
+
+
+def _gated_mlp(mlp, post_norm=None):
+    """mlp_pre = gate(x), mlp_post = act(gate(x)) * up(x), mlp_out = down(mlp_post) [-> post-MLP norm]."""
+    def run(x):
+        pre = mlp.gate_proj(x)
+        post = mlp.act_fn(pre) * mlp.up_proj(x)
+        out = mlp.down_proj(post)
+        return pre, post, post_norm(out) if post_norm is not None else out
+    return run
+
+
+def _identity(x):
+    return x
+
+
+@dataclass
+class Ref:
+    attn_norm: Callable        # block input -> attention input
+    qkv: Callable              # attention input -> (q, k, v), each [T, heads, d_head]
+    mlp_norm: Callable | None  # resid_mid -> MLP input; None: parallel block, the MLP reads attn_norm(x)
+    mlp: Callable              # MLP input -> (mlp_pre, mlp_post, mlp_out)
+
+
+def _llama_like(b, d):
+    return Ref(b.input_layernorm, _separate(b.self_attn, d), b.post_attention_layernorm, _gated_mlp(b.mlp))
+
+
+def _gptj(b, d):
+    return Ref(b.ln_1, _separate(b.attn, d), None, _plain_mlp(b.mlp.fc_in, b.mlp.act, b.mlp.fc_out))
+
+
+def _codegen(b, d):
+    def qkv(x):  # CodeGenAttention.forward: 4 chunks, each [q | v | k]
+        fused = b.attn.qkv_proj(x)
+        local = fused.shape[-1] // 3 // 4
+        q, v, k = fused.view(*x.shape[:-1], 4, 3 * local).split(local, dim=-1)
+        return tuple(t.reshape(*x.shape[:-1], -1, d) for t in (q, k, v))
+    return Ref(b.ln_1, qkv, None, _plain_mlp(b.mlp.fc_in, b.mlp.act, b.mlp.fc_out))
+
+
+def _gpt_neo(b, d):
+    return Ref(b.ln_1, _separate(b.attn.attention, d), b.ln_2, _plain_mlp(b.mlp.c_fc, b.mlp.act, b.mlp.c_proj))
+
+
+def _opt(b, d):
+    return Ref(b.self_attn_layer_norm, _separate(b.self_attn, d), b.final_layer_norm,
+               _plain_mlp(b.fc1, b.activation_fn, b.fc2))
+
+
+def _gemma2(b, d):
+    return Ref(b.input_layernorm, _separate(b.self_attn, d), b.pre_feedforward_layernorm,
+               _gated_mlp(b.mlp, b.post_feedforward_layernorm))
+
+
+def _olmo2(b, d):  # no pre-norms: attention and MLP read the residual stream directly
+    return Ref(_identity, _separate(b.self_attn, d), _identity, _gated_mlp(b.mlp, b.post_feedforward_layernorm))
+
+
+def _phi(b, d):
+    return Ref(b.input_layernorm, _separate(b.self_attn, d), None,
+               _plain_mlp(b.mlp.fc1, b.mlp.activation_fn, b.mlp.fc2))
+
+
+def _stablelm(b, d):
+    mlp_norm = b.post_attention_layernorm  # None when use_parallel_residual
+    return Ref(b.input_layernorm, _separate(b.self_attn, d), mlp_norm, _gated_mlp(b.mlp))
+
+
+def _starcoder2(b, d):
+    return Ref(b.input_layernorm, _separate(b.self_attn, d), b.post_attention_layernorm,
+               _plain_mlp(b.mlp.c_fc, b.mlp.act, b.mlp.c_proj))
+
+
+def _bloom(b, d):
+    def qkv(x):  # BloomAttention._reshape: view(batch, seq, heads, 3, head_dim)
+        fused = b.self_attention.query_key_value(x).view(*x.shape[:-1], -1, 3, d)
+        return fused[..., 0, :], fused[..., 1, :], fused[..., 2, :]
+    return Ref(b.input_layernorm, qkv, b.post_attention_layernorm,
+               _plain_mlp(b.mlp.dense_h_to_4h, b.mlp.gelu_impl, b.mlp.dense_4h_to_h))
+
+
+def _gpt_bigcode(b, d):
+    attn = b.attn
+
+    def qkv(x):  # GPTBigCodeAttention.forward
+        fused = attn.c_attn(x)
+        if attn.multi_query:     # [q (d_model) | k (d_head) | v (d_head)]: one shared k/v head
+            q, k, v = fused.split((attn.embed_dim, attn.kv_dim, attn.kv_dim), dim=-1)
+            return _heads(q, d), _heads(k, d), _heads(v, d)
+        q, k, v = fused.view(*x.shape[:-1], -1, 3 * d).split(d, dim=-1)  # per head [q | k | v]
+        return q, k, v
+    return Ref(b.ln_1, qkv, b.ln_2, _plain_mlp(b.mlp.c_fc, b.mlp.act, b.mlp.c_proj))
+
+
+# model type -> (reference, (heads, kv heads, d_head) of its random model, family expected)
+NEW_TYPES = {
+    "gptj": (_gptj, (4, 4, 32), "gptj"),
+    "codegen": (_codegen, (4, 4, 32), "codegen"),
+    "gpt_neo": (_gpt_neo, (4, 4, 32), "gpt_neo"),
+    "opt": (_opt, (4, 4, 32), "opt"),
+    "gemma": (_llama_like, (4, 1, 32), "gemma"),
+    "gemma2": (_gemma2, (4, 2, 32), "gemma2"),
+    "gemma3_text": (_gemma2, (4, 2, 32), "gemma2"),
+    "olmo2": (_olmo2, (4, 2, 32), "olmo2"),
+    "olmo3": (_olmo2, (4, 2, 32), "olmo2"),
+    "exaone4": (_olmo2, (4, 2, 32), "olmo2"),
+    "phi": (_phi, (4, 4, 32), "phi"),
+    "stablelm": (_stablelm, (4, 2, 32), "stablelm"),
+    "starcoder2": (_starcoder2, (4, 2, 32), "starcoder2"),
+    "bloom": (_bloom, (4, 4, 32), "bloom"),
+    "gpt_bigcode": (_gpt_bigcode, (4, 1, 32), "gpt_bigcode"),
+    "smollm3": (_llama_like, (4, 2, 32), "llama"),
+    "helium": (_llama_like, (4, 2, 32), "llama"),
+    "ernie4_5": (_llama_like, (4, 2, 32), "llama"),
+    "seed_oss": (_llama_like, (4, 2, 32), "llama"),
+}
+PARALLEL = {"gptj", "codegen", "phi"}
+
+
+def _assert_close(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
+    assert tuple(got.shape) == tuple(want.shape), f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    tol = RTOL * max(1.0, float(want.abs().max()))
+    diff = float((got.double() - want.double()).abs().max())
+    assert diff <= tol, f"{name}: max |diff| {diff:.3g} > tolerance {tol:.3g}"
+
+
+def _prove_by_hand(lm, reference, shape) -> None:
+    """q/k/v and the MLP sites against the hand computation, layer by layer from the model's hidden states."""
+    heads, kv_heads, d_head = shape
+    N = lm.n_layers
+    batch = lm.tokenize([TEXT])
+    kinds = ["q", "k", "v", "attn_out", "mlp_pre", "mlp_post", "mlp_out", "resid_post"]
+    kinds += [] if lm.anatomy.parallel else ["resid_mid"]
+    acts = lm.capture(batch, kinds, stop_early=False)
+    final_norm = lm.model.get_submodule(lm.anatomy.family.final_norm)
+    with torch.inference_mode():
+        hidden = lm.model(**batch, output_hidden_states=True).hidden_states  # the model's own, no hooks
+        for L in range(N):
+            block = lm.model.get_submodule(lm.anatomy.block(L))
+            ref = reference(block, d_head)
+            x = hidden[L]                                   # block L's input
+            attn_in = ref.attn_norm(x)
+            for kind, want, n in zip("qkv", ref.qkv(attn_in), (heads, kv_heads, kv_heads)):
+                assert tuple(acts[f"{kind}.{L}"].shape[-2:]) == (n, d_head), f"{kind}.{L} heads x d_head"
+                _assert_close(acts[f"{kind}.{L}"], want, f"{kind}.{L}")
+            if ref.mlp_norm is None:                        # parallel: both branches read the same norm
+                base, mlp_in = x + acts[f"attn_out.{L}"], attn_in
+            else:
+                base = acts[f"resid_mid.{L}"]
+                mlp_in = ref.mlp_norm(base)
+            pre, post, out = ref.mlp(mlp_in)
+            _assert_close(acts[f"mlp_pre.{L}"], pre, f"mlp_pre.{L}")
+            _assert_close(acts[f"mlp_post.{L}"], post, f"mlp_post.{L}")
+            _assert_close(acts[f"mlp_out.{L}"], out, f"mlp_out.{L}")
+            nxt = base + out                                # must be the model's own next hidden state
+            _assert_close(final_norm(nxt) if L == N - 1 else nxt, hidden[L + 1], f"hand-built hidden.{L + 1}")
+
+
+@pytest.mark.parametrize("model_type", list(NEW_TYPES))
+def test_family(models, model_type):
+    reference, shape, family = NEW_TYPES[model_type]
+    lm = models(model_type)                      # lamina.load: the anatomy check ran at load
+    assert lm.anatomy.family.name == family
+    assert lm.anatomy.parallel == (model_type in PARALLEL)
+    assert (lm.anatomy.n_heads, lm.anatomy.n_kv_heads, lm.anatomy.d_head) == shape
+    check_anatomy(lm)                            # again, with every norm weight and bias redrawn
+    report = lamina.verify(lm)
+    assert report["ok"], report
+    N = lm.n_layers
+    assert report["hidden_state_map"] == {
+        "0": "embed", **{str(i): f"resid_post.{i - 1}" for i in range(1, N)}, str(N): "final_norm"}
+    _prove_by_hand(lm, reference, shape)
+
+
+@pytest.mark.parametrize("model_type, overrides, parallel, kv_heads", [
+    ("stablelm", {"use_parallel_residual": True}, True, 2),   # parallel attention and MLP
+    ("gpt_bigcode", {"multi_query": False}, False, 4),        # per-head interleaved c_attn
+])
+def test_config_variants(model_type, overrides, parallel, kv_heads):
+    """Config flags that change the block: the same table must follow them."""
+    model, tokenizer = load_random(model_type, **overrides)
+    _break_symmetry(model)
+    lm = LanguageModel(model.eval(), tokenizer, anatomy_for(model), f"random:{model_type}")
+    assert lm.anatomy.parallel == parallel and lm.anatomy.n_kv_heads == kv_heads
+    assert ("resid_mid" in lm.anatomy.kinds) != parallel
+    check_anatomy(lm)
+    assert lamina.verify(lm)["ok"]
+    reference, (heads, _, d_head), _ = NEW_TYPES[model_type]
+    _prove_by_hand(lm, reference, (heads, kv_heads, d_head))
+
+
+def test_opt_flattened_mlp_is_restored(models):
+    """OPT's MLP runs on [batch*tokens, d]; every site still comes back as [batch, tokens, ...]."""
+    lm = models("opt")
+    acts = lm.capture(["Hello world.", "She did not go to Paris last summer, but her brother did."],
+                      ["resid_mid.1", "mlp_pre.1", "mlp_post.1", "mlp_out.1", "q.1"])
+    tokens = acts.attention_mask.shape[1]
+    assert acts["resid_mid.1"].shape == (2, tokens, 128)
+    assert acts["mlp_post.1"].shape == (2, tokens, 512)
+    assert acts["q.1"].shape == (2, tokens, 4, 32)
+    assert torch.isnan(acts["mlp_post.1"][0, ~acts.attention_mask[0].bool()]).all()
+    assert not torch.isnan(acts.tokens("mlp_post.1")).any()
+
+
+@pytest.mark.parametrize("spec", ["random:bert", "random:mamba"])
+def test_unsupported_architecture_names_the_supported_ones(spec):
+    with pytest.raises(UnsupportedArchitectureError) as err:
+        lamina.load(spec)
+    message = str(err.value)
+    assert spec.split(":")[1] in message
+    for model_type in ("gpt2", "llama", "gpt_neox", "phi3", *NEW_TYPES):
+        assert model_type in message, f"{model_type} missing from: {message}"
+    assert "docs/SITES.md" in message
