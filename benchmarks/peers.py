@@ -17,6 +17,11 @@ from typing import Callable
 import torch
 
 TOOLS = ("hf", "lamina", "tl", "tl-compat", "nnsight")
+COPY_MODEL = True  # False in a process of its own (memory jobs): the peer may then wrap lm.model itself
+
+
+def _model(lm) -> torch.nn.Module:
+    return copy.deepcopy(lm.model) if COPY_MODEL else lm.model
 
 
 @dataclass
@@ -86,7 +91,7 @@ def tl_bridge(lm, compat: bool = False):
     tokenizer.init_kwargs["add_bos_token"] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bridge = TransformerBridge.boot_transformers(lm.model.config.model_type, hf_model=copy.deepcopy(lm.model),
+        bridge = TransformerBridge.boot_transformers(lm.model.config.model_type, hf_model=_model(lm),
                                                      tokenizer=tokenizer, device="cpu")
         if compat:  # HookedTransformer's hooks and numerics, without folding or centering the weights
             bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
@@ -141,7 +146,7 @@ def _heads(lm, kind: str, x: torch.Tensor) -> torch.Tensor:
 def nnsight_model(lm):
     from nnsight import TransformersModel
 
-    return TransformersModel(copy.deepcopy(lm.model), tokenizer=lm.tokenizer, task="text-generation")
+    return TransformersModel(_model(lm), tokenizer=lm.tokenizer, task="text-generation")
 
 
 def nnsight_variants(lm, sets: dict[str, list[str]]) -> list[Variant]:
@@ -249,9 +254,8 @@ def profile_runner(lm, method: str) -> Callable[[torch.Tensor, torch.Tensor], li
     raise ValueError(f"unknown profile method {method}")
 
 
-def profile_loop(lm, batches, method: str) -> tuple[int, list[dict]]:
-    """Stream batches through `method` and keep SimpleStats per layer: (tokens counted, rows)."""
-    run = profile_runner(lm, method)
+def profile_loop(lm, batches, run) -> tuple[int, list[dict]]:
+    """Stream batches through a `profile_runner` and keep SimpleStats per layer: (tokens counted, rows)."""
     stats = [SimpleStats(seed=L) for L in range(lm.n_layers)]
     tokens = 0
     with torch.inference_mode():
@@ -260,4 +264,4 @@ def profile_loop(lm, batches, method: str) -> tuple[int, list[dict]]:
             tokens += batch.n_tokens
             for stat, x in zip(stats, layers):
                 stat.update(x[batch.count].float())
-    return tokens, [s.result() for s in stats] if method != "bare" else []
+    return tokens, [s.result() for s in stats if s.n]

@@ -101,8 +101,8 @@ def test_table_has_real_tokens_only_and_batches_agree(llama):
     np.testing.assert_allclose(both.per_layer["kl"], both.table.groupby("layer")["kl"].mean(), rtol=1e-12)
 
 
-def test_lens_logits_streams_one_layer(llama):
-    """lens_logits works on any residual shape; iter_lens yields the final logits first, then layers in order."""
+def test_iter_lens_is_lazy_and_ordered(llama):
+    """iter_lens yields the final logits first, then one layer at a time; lens_logits takes any shape."""
     batch = llama.tokenize(TEXTS)
     keys = [key for key, _ in iter_lens(llama, batch)]
     assert keys == ["final"] + list(range(llama.n_layers))

@@ -21,7 +21,7 @@ from lamina.analyses.projections import (
 from lamina.errors import SiteError
 
 CAT = 3797  # " cat" in the GPT-2 tokenizer, which every random model uses
-TYPES = ("gpt2", "llama", "phi3", "gpt_neox")
+TYPES = ("gpt2", "llama", "phi3", "gpt_neox", "gptj", "opt", "bloom", "gpt_bigcode")  # Conv1D, fused and multi-query layouts
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from lamina.anatomy.check import max_abs_diff, tolerance
-from lamina.errors import AnatomyCheckError
+from lamina.errors import AnatomyCheckError, InputError
 
 DEFAULT_TEXTS = [
     "The Eiffel Tower is in the city of Paris, the capital of France.",
@@ -87,10 +87,10 @@ def _decoder(tokenizer):
     return decode
 
 
-def _layer_stats(logits: torch.Tensor, final_logp: torch.Tensor, final_top: torch.Tensor, k: int) -> dict:
-    """Per-token statistics of one layer's lens: logits [n, vocab] against the final log-probs [n, vocab]."""
+def _layer_stats(logits: torch.Tensor, final_logp: torch.Tensor, p_final: torch.Tensor, final_top: torch.Tensor,
+                 k: int) -> dict:
+    """Per-token statistics of one layer's lens: logits [n, vocab] against the final distribution [n, vocab]."""
     logp = torch.log_softmax(logits.float(), dim=-1)                          # [n, vocab]
-    p_final = final_logp.exp()
     kl = (p_final * (final_logp - logp)).sum(-1).clamp_min(0.0)               # KL(final || layer), nats [n]
     entropy = -(logp.exp() * logp).sum(-1)                                     # [n]
     at_top = logp.gather(-1, final_top[:, None])                               # [n, 1]
@@ -102,6 +102,8 @@ def _layer_stats(logits: torch.Tensor, final_logp: torch.Tensor, final_top: torc
 def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int = 8,
                truncate: bool = False) -> LogitLensResult:
     """The logit lens over `texts`: per layer and position, KL(final || layer), entropy, rank, top-k tokens."""
+    if k < 1:
+        raise InputError(f"-k must be at least 1, not {k}")
     texts = list(texts or DEFAULT_TEXTS)
     decode = _decoder(lm.tokenizer)
     frames, worst = [], 0.0
@@ -110,17 +112,18 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
         mask = batch["attention_mask"].bool()                                  # [b, t]
         docs, positions = mask.nonzero(as_tuple=True)                          # real tokens only, [n] each
         tokens = [decode(i) for i in batch["input_ids"][mask].tolist()]
-        final_logp = final_top = final_logits = None
+        final_logits = final_logp = p_final = final_top = None
         for layer, logits in iter_lens(lm, batch):
             logits = logits[mask].float()                                      # [n, vocab]
             if layer == "final":
                 final_logits = logits
                 final_logp = torch.log_softmax(logits, dim=-1)
+                p_final = final_logp.exp()
                 final_top = final_logp.argmax(-1)                              # [n]
                 continue
             if layer == lm.n_layers - 1:
                 worst = max(worst, _check_last_layer(lm, logits, final_logits))
-            s = _layer_stats(logits, final_logp, final_top, k)
+            s = _layer_stats(logits, final_logp, p_final, final_top, k)
             frames.append(pd.DataFrame({
                 "layer": layer,
                 "doc": (docs + start).tolist(),
@@ -133,7 +136,7 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
                 "top_probs": s["top_p"].tolist(),
             }))
             del logits, s
-        del final_logits, final_logp
+        del final_logits, final_logp, p_final
     table = pd.concat(frames, ignore_index=True).sort_values(["doc", "layer", "position"], ignore_index=True)
     return LogitLensResult(
         model=lm.spec, texts=texts, k=k, table=table, per_layer=per_layer_means(table),

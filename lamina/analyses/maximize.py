@@ -155,10 +155,9 @@ def decode(lm, vectors: torch.Tensor, k: int = 5) -> list[list[dict]]:
              for c, j in zip(vs.tolist(), ix.tolist())] for vs, ix in zip(values, idx)]
 
 
-def nearest_ids(vectors: torch.Tensor, E_allowed: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """[n, d] -> [n] token ids of the nearest allowed embedding by cosine."""
-    cos = F.normalize(vectors.detach(), dim=-1) @ F.normalize(E_allowed, dim=-1).T    # [n, allowed]
-    return ok[cos.argmax(-1)]
+def nearest_ids(vectors: torch.Tensor, unit_allowed: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """[n, d] -> [n] ids of the nearest allowed token by cosine; unit_allowed: unit rows of W_E[ok]."""
+    return ok[(F.normalize(vectors.detach(), dim=-1) @ unit_allowed.T).argmax(-1)]   # [n, allowed] -> [n]
 
 
 def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 0.1, norm_penalty: float = 1.0,
@@ -166,7 +165,7 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
     """One gradient-ascent run (one seed). `lr` is in units of the embedding matrix's per-coordinate std."""
     t0 = time.perf_counter()
     E, ok = embedding_matrix(lm).to(lm.device), allowed_ids(lm).to(lm.device)
-    E_ok, r = E[ok], E.norm(dim=-1).mean()
+    unit_ok, r = F.normalize(E[ok], dim=-1), E.norm(dim=-1).mean()
     prefix = prefix_ids(lm)
     pre = E[prefix]                                                          # [p, d]
     g = torch.Generator().manual_seed(seed)
@@ -178,7 +177,7 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
     for step in bar:
         with torch.enable_grad():
             if projected:  # forward on the nearest tokens, gradient straight through to v
-                ids = nearest_ids(v, E_ok, ok)
+                ids = nearest_ids(v, unit_ok, ok)
                 x = E[ids] + v - v.detach()
             else:
                 x = v

@@ -512,6 +512,7 @@ def token_heatmaps(lm, samples: SampleSet, laminar: pd.DataFrame, acts: dict, si
                           "tokens": [lm.tokenizer.decode([ids[p]]) for p in keep],
                           "values": [float(a[b, real[p]]) for p in keep],
                           "read": [p in read for p in keep]})
+        shown = np.abs([x for it in items for x in it["values"]])
         out.append({"neuron": f"{site}.{L}:{i}", "layer": L, "index": i, "texts": items,
-                    "scale": float(np.nanmax(np.abs(v))) or 1.0})
+                    "scale": float(np.nanmax(shown)) if shown.size and np.nanmax(shown) > 0 else 1.0})
     return out

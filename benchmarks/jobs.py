@@ -1,0 +1,145 @@
+"""The benchmark's child jobs, one per process so that each peak RSS is its own.
+
+Each job prints one JSON line as its last line of output:
+    mem      one capture variant, run twice on one batch           -> peak RSS
+    profile  the end-to-end profile job (lamina or a peer loop)     -> tokens/s, peak RSS, statistics
+    extract  `lamina extract` of one site over a corpus slice      -> tokens/s, peak RSS
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import tempfile
+import time
+
+import torch
+
+import peers
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def model_mb(lm) -> float:
+    return sum(p.numel() * p.element_size() for p in lm.model.parameters()) / 2**20
+
+
+def load(spec: str):
+    import lamina
+
+    return lamina.load(spec, check=False)  # load times are measured on their own, with the anatomy check
+
+
+def corpus(tokens: int | None):
+    """The built-in corpus, repeated (documents renamed) until it holds at least `tokens` tokens (~74k each)."""
+    from lamina.data.corpus import Document, builtin_corpus
+
+    docs = builtin_corpus()
+    copies = 1 if not tokens else -(-tokens // 70_000)
+    return [Document(f"{d.id}#{i}" if i else d.id, d.text) for i in range(copies) for d in docs]
+
+
+def text_batch(lm, batch: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [batch, tokens] batch of real text from the built-in corpus, no padding."""
+    from lamina.data.windows import make_windows, tokenize_documents
+
+    ids = [i for doc in tokenize_documents(lm.tokenizer, corpus(None)) for i in doc]
+    windows = make_windows([ids], tokens)[:batch]
+    input_ids = torch.tensor([w.ids for w in windows])
+    return input_ids, torch.ones_like(input_ids)
+
+
+def mem_job(spec: str, variant: str, batch: int, tokens: int) -> dict:
+    torch.set_num_threads(2)
+    lm = load(spec)
+    peers.COPY_MODEL = False  # alone in its process, a peer may wrap the model itself: no second copy
+    tool = variant.split(" ", 1)[0]
+    variants, missing = peers.build(lm, [tool], peers.site_sets(lm.n_layers))
+    if tool in missing:
+        return {"error": missing[tool]}
+    run = next(v for v in variants if v.name == variant).run
+    ids, mask = text_batch(lm, batch, tokens)
+    with torch.inference_mode():
+        for _ in range(2):
+            run(ids, mask)
+    return {"rss_mb": peak_rss_mb(), "model_mb": model_mb(lm)}
+
+
+def profile_job(spec: str, method: str, max_tokens: int, batch_size: int = 8, context: int = 128) -> dict:
+    """Profile every resid_post over the first `max_tokens` tokens of the (repeated) built-in corpus."""
+    from lamina.analyses.profile import profile
+    from lamina.data.windows import batches, corpus_windows
+
+    torch.set_num_threads(2)
+    lm = load(spec)
+    peers.COPY_MODEL = False
+    docs = corpus(max_tokens)
+    run = None if method == "lamina" else peers.profile_runner(lm, method)  # peers are built before the clock
+    ids, mask = text_batch(lm, 2, 32)
+    with torch.inference_mode():
+        lm.model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)  # warm-up, same for all
+    start = time.perf_counter()
+    if method == "lamina":
+        result = profile(lm, docs, kind="resid_post", context=context, batch_size=batch_size, max_tokens=max_tokens,
+                         progress=False)
+        seconds = time.perf_counter() - start
+        tokens = int(result.table["n_tokens"].iloc[0])
+        cols = ["mean_token_norm", "std", "kurtosis", "top1_abs", "top2_abs", "top3_abs", "median_abs"]
+        runner_stats = result.table[cols].to_dict(orient="records")
+    else:
+        windows = corpus_windows(lm, docs, context, None, False, max_tokens)
+        tokens, runner_stats = peers.profile_loop(lm, batches(windows, batch_size, lm.tokenizer.pad_token_id), run)
+        seconds = time.perf_counter() - start
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "rss_mb": peak_rss_mb(),
+            "model_mb": model_mb(lm), "stats": runner_stats}
+
+
+def extract_job(spec: str, max_tokens: int, site: str = "resid_post.6") -> dict:
+    from lamina.extract import extract
+
+    torch.set_num_threads(2)
+    lm = load(spec)
+    folder = tempfile.mkdtemp(prefix="lamina-bench-extract-")
+    try:
+        start = time.perf_counter()
+        store = extract(lm, corpus(max_tokens), [site], folder, max_tokens=max_tokens, progress=False)
+        seconds = time.perf_counter() - start
+        tokens = store.n_rows
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "rss_mb": peak_rss_mb(),
+            "model_mb": model_mb(lm), "site": site}
+
+
+LOAD_CODE = """
+import json, time
+t0 = time.perf_counter()
+import lamina
+t1 = time.perf_counter()
+lm = lamina.load()
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "source": lm.info.get("source")}))
+"""
+
+
+def main(argv: list[str]) -> None:
+    job, args = argv[0], argv[1:]
+    if job == "mem":
+        spec, variant, shape = args
+        b, t = map(int, shape.split("x"))
+        out = mem_job(spec, variant, b, t)
+    elif job == "profile":
+        out = profile_job(args[0], args[1], int(args[2]))
+    elif job == "extract":
+        out = extract_job(args[0], int(args[1]))
+    else:
+        raise SystemExit(f"unknown job {job}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -1,0 +1,238 @@
+"""lamina's benchmark: capture overhead against the bare forward and against peer tools, memory, profile, load.
+
+    .venv/bin/python benchmarks/run.py [--models random:gpt2,smollm2-135m] [--shapes 1x32,8x128] [--repeats 12]
+                                       [--quick] [--full] [--out docs/BENCHMARKS.md]
+
+1. Timing, in one process per model: every variant (bare forward, lamina captures, TransformerLens, nnsight)
+   runs once per repeat, round-robin with a rotating start, so that drift on a busy machine hits all of them
+   alike; a variant's cost is the median over repeats of (its time / the bare forward's time in that repeat).
+   Before timing, every variant's values are checked against lamina's.
+2. Peak memory: one child process per variant (jobs.py), ru_maxrss at its end.
+3. The end-to-end profile job (lamina profile vs hand-written loops with HF hooks, TransformerLens, nnsight).
+4. Load time of the embedded model, cold (fresh LAMINA_CACHE) and warm.
+5. Peak RSS of profile and extract over growing corpus slices: it should not grow with the corpus.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import jobs  # noqa: E402
+import peers  # noqa: E402
+import report  # noqa: E402
+
+BARE = "hf bare (base model)"
+REL_FLAG = 1e-3  # a peer whose values differ from lamina's by more than this (relative to max |x|) is flagged
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="random:gpt2,smollm2-135m")
+    p.add_argument("--shapes", default="1x32,8x128", help="batch x tokens, comma-separated (32x512 is slow on CPU)")
+    p.add_argument("--repeats", type=int, default=12)
+    p.add_argument("--tools", default=",".join(peers.TOOLS))
+    p.add_argument("--mem-shape", default="8x128", help="batch shape of the peak-memory children")
+    p.add_argument("--profile-tokens", type=int, default=64_000, help="corpus tokens of the end-to-end profile job")
+    p.add_argument("--rss-tokens", default="64000,256000", help="corpus slices of the memory-flatness check")
+    p.add_argument("--memory-model", default="smollm2-135m", help="model of the load and memory-flatness checks")
+    p.add_argument("--quick", action="store_true", help="3 repeats, 8x128 only, 16k-token profile, 16k/64k RSS check")
+    p.add_argument("--full", action="store_true", help="add the 1M-token profile and extract to the RSS check")
+    p.add_argument("--skip", default="", help="sections to skip: timing,memory,profile,load,rss")
+    p.add_argument("--note", default="", help="a line printed under the title (e.g. 'smoke run')")
+    p.add_argument("--out", default="docs/BENCHMARKS.md")
+    p.add_argument("--json", default="", help="also write every measurement to this JSON file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.shapes = min(args.repeats, 3), "8x128"
+        args.profile_tokens, args.rss_tokens = 16_000, "16000,64000"
+    if args.full:
+        args.rss_tokens += ",1000000"
+    args.command = "benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def shape(text: str) -> tuple[int, int]:
+    b, t = text.lower().split("x")
+    return int(b), int(t)
+
+
+# ---- 1. timing ------------------------------------------------------------------------------------------
+
+def check(lm, variants, ids, mask) -> dict[str, dict]:
+    """Each variant's largest difference from lamina's values: absolute and relative to max |x| of the site."""
+    wanted = sorted({s for v in variants for s in v.sites})
+    with torch.inference_mode():
+        ref = lm.capture({"input_ids": ids, "attention_mask": mask}, wanted) if wanted else {}
+        result = {}
+        for v in variants:
+            if not v.sites:
+                continue
+            out, worst_abs, worst_rel, problem = v.run(ids, mask), 0.0, 0.0, ""
+            for s in v.sites:
+                if s not in out or out[s].shape != ref[s].shape:
+                    problem = f"{s}: shape {tuple(out[s].shape) if s in out else 'missing'} vs {tuple(ref[s].shape)}"
+                    break
+                diff = float((out[s].float() - ref[s].float()).abs().max())
+                worst_abs = max(worst_abs, diff)
+                worst_rel = max(worst_rel, diff / max(float(ref[s].abs().max()), 1e-30))
+            result[v.name] = {"abs": worst_abs, "rel": worst_rel, "problem": problem,
+                              "flag": bool(problem) or worst_rel > REL_FLAG}
+    return result
+
+
+def time_variants(variants, ids, mask, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each variant, `repeats` times, round-robin with a rotating start."""
+    times = {v.name: [] for v in variants}
+    with torch.inference_mode():
+        for v in variants:  # warm-up: first-call allocations and lazy initialization
+            v.run(ids, mask)
+        for r in range(repeats):
+            k = r % len(variants)
+            for v in variants[k:] + variants[:k]:
+                start = time.perf_counter()
+                v.run(ids, mask)
+                times[v.name].append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times: dict[str, list[float]], n_tokens: int) -> dict[str, dict]:
+    bare = times[BARE]
+    rows = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratios = [t / b for t, b in zip(ts, bare)]  # pair by pair: same repeat, same machine state
+        rows[name] = {"median_ms": 1000 * med, "min_ms": 1000 * min(ts), "max_ms": 1000 * max(ts),
+                      "tokens_per_s": n_tokens / med, "ratio": statistics.median(ratios), "times": ts}
+    return rows
+
+
+def timing_section(args, spec: str) -> dict:
+    torch.set_num_threads(2)
+    lm = jobs.load(spec)
+    sets = peers.site_sets(lm.n_layers)
+    variants, missing = peers.build(lm, args.tools.split(","), sets)
+    ids, mask = jobs.text_batch(lm, 2, 32)
+    checks = check(lm, variants, ids, mask)
+    out = {"n_layers": lm.n_layers, "model_mb": jobs.model_mb(lm), "missing": missing, "checks": checks,
+           "variants": [v.name for v in variants], "shapes": {}}
+    for text in args.shapes.split(","):
+        b, t = shape(text)
+        ids, mask = jobs.text_batch(lm, b, t)
+        print(f"[timing] {spec} {text}: {len(variants)} variants x {args.repeats} repeats", flush=True)
+        out["shapes"][text] = summarize(time_variants(variants, ids, mask, args.repeats), b * t)
+        print(report.timing_table(out, text), flush=True)
+    return out
+
+
+# ---- 2-5. child processes --------------------------------------------------------------------------------
+
+def child(args: list[str], env: dict | None = None, timeout: float = 3600) -> tuple[dict, float]:
+    """Run a jobs.py job (or python code with ['-c', code]) in a fresh process: (its JSON line, wall seconds)."""
+    cmd = [sys.executable, *(args if args[0] == "-c" else [str(HERE / "jobs.py"), *args])]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return {"error": f"exit {proc.returncode}: {tail}"}, wall
+    return json.loads(lines[-1]), wall
+
+
+def memory_section(args, spec: str, variants: list[str]) -> dict:
+    rows = {}
+    for name in variants:
+        print(f"[memory] {spec} {name}", flush=True)
+        rows[name] = child(["mem", spec, name, args.mem_shape])[0]
+    return rows
+
+
+def profile_section(args, spec: str) -> dict:
+    rows = {}
+    for method in ("bare", "lamina", "hf-hooks", "tl", "nnsight"):
+        if method in ("tl", "nnsight") and method not in args.tools.split(","):
+            continue
+        print(f"[profile] {spec} {method} {args.profile_tokens} tokens", flush=True)
+        rows[method] = child(["profile", spec, method, str(args.profile_tokens)])[0]
+    return rows
+
+
+def load_section() -> dict:
+    with tempfile.TemporaryDirectory(prefix="lamina-bench-cache-") as cache:
+        env = {"LAMINA_CACHE": cache}
+        out = {}
+        for label in ("cold", "warm", "warm (2nd)"):
+            print(f"[load] {label}", flush=True)
+            result, wall = child(["-c", jobs.LOAD_CODE], env)
+            out[label] = {**result, "process_s": wall}
+    return out
+
+
+def rss_section(args) -> dict:
+    out = {"profile": {}, "extract": {}}
+    for tokens in map(int, args.rss_tokens.split(",")):
+        for job in ("profile", "extract"):
+            print(f"[rss] {job} {tokens} tokens", flush=True)
+            extra = ["lamina"] if job == "profile" else []
+            out[job][tokens] = child([job, args.memory_model, *extra, str(tokens)], timeout=6 * 3600)[0]
+    return out
+
+
+# ---- main -----------------------------------------------------------------------------------------------
+
+def environment() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0.0)
+    versions = {}
+    for name in ("torch", "transformers", "transformer_lens", "nnsight", "lamina"):
+        try:
+            from importlib.metadata import version
+            versions[name] = version(name.replace("_", "-"))
+        except Exception:  # noqa: BLE001
+            versions[name] = "not installed"
+    return {"cores": os.cpu_count(), "threads": 2, "cpu": cpu, "ram_gib": mem, "python": platform.python_version(),
+            "versions": versions, "load_average": os.getloadavg()}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    results = {"env": environment(), "command": args.command, "note": args.note, "models": {}}
+    for spec in args.models.split(","):
+        model = results["models"][spec] = {}
+        if "timing" not in skip:
+            model["timing"] = timing_section(args, spec)
+        if "memory" not in skip:
+            names = model.get("timing", {}).get("variants") or [BARE]
+            model["memory"] = memory_section(args, spec, names)
+        if "profile" not in skip:
+            model["profile"] = profile_section(args, spec)
+    if "load" not in skip:
+        results["load"] = load_section()
+    if "rss" not in skip:
+        results["rss"] = rss_section(args)
+    results["env"]["load_average_end"] = os.getloadavg()
+    text = report.markdown(results, args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Write a tuning result: tidy tables (CSV, Parquet, JSON), the laminar tuning plot, and one HTML page
+with the test / family / correction statement, top-neuron tables and a token heatmap of the top neurons."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lamina.report.html import image, page, table
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_tuning(result, path: Path) -> Path:
+    """Fraction of significant neurons per layer with the permutation null's band; best decoding beside it."""
+    plt = _plt()
+    lam, s = result.laminar, result.settings
+    fig, ax = plt.subplots(figsize=(10, 5))
+    ax.plot(lam["layer"], lam["fraction_significant"], "o-", color="C0", label="significant (BH FDR)")
+    ax.plot(lam["layer"], lam["fraction_significant_bonferroni"], "s--", color="C0", alpha=0.5, ms=4,
+            label="significant (Bonferroni)")
+    if "null_high" in lam:
+        ax.fill_between(lam["layer"], lam["null_low"], lam["null_high"], color="C7", alpha=0.3,
+                        label=f"permutation null, central 95% ({s['permutations']} permutations)")
+        ax.plot(lam["layer"], lam["null_mean"], ":", color="C7")
+    ax.set(xlabel="layer", ylabel=f"fraction of {s['site']} neurons significant",
+           title=f"{s['contrast']} on {s['model']}: {s['site']} (family: {s['family']})")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax2 = ax.twinx()
+    if s["kind"] == "binary":
+        ax2.plot(lam["layer"], lam["best_cv_balanced_accuracy"], "^-", color="C1",
+                 label="best single neuron: CV balanced accuracy")
+        if "probe_best_auc" in lam:
+            ax2.plot(lam["layer"], lam["probe_best_auc"], "v-", color="C2", label="best sparse probe: held-out AUC")
+        ax2.set_ylim(0.4, 1.02)
+        ax2.set_ylabel("held-out accuracy / AUC")
+    else:
+        ax2.plot(lam["layer"], np.abs(lam["best_r"]), "^-", color="C1", label="best |r|")
+        ax2.plot(lam["layer"], lam["median_abs_r"], "v-", color="C2", label="median |r|")
+        ax2.set_ylabel("|correlation|")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_length_lessons(lessons: dict, path: Path, max_layers: int = 6) -> Path:
+    """Activation histograms by token-length group for a few layers, and per-neuron r quantiles per layer."""
+    plt = _plt()
+    hist, rq = lessons["histograms"], lessons["r_quantiles"]
+    layers = sorted(hist["layer"].unique())
+    shown = [layers[i] for i in np.unique(np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).astype(int))]
+    fig, axes = plt.subplots(1, len(shown) + 1, figsize=(3.2 * (len(shown) + 1), 3.4))
+    for ax, L in zip(axes, shown):
+        h = hist[hist["layer"] == L]
+        for g, part in h.groupby("group", sort=False):
+            ax.step(part["bin_left"], part["density"], where="post", label=f"{g} (n={part['n_tokens'].iat[0]})")
+        ax.set_yscale("log")
+        ax.set(title=f"layer {L}", xlabel="activation")
+    axes[0].set_ylabel("fraction of values")
+    axes[0].legend(fontsize=6)
+    ax = axes[-1]
+    ax.fill_between(rq["layer"], rq["r_q05"], rq["r_q95"], alpha=0.2, label="5-95%")
+    ax.fill_between(rq["layer"], rq["r_q25"], rq["r_q75"], alpha=0.4, label="25-75%")
+    ax.plot(rq["layer"], rq["r_median"], "k-", label="median")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set(title="per-neuron r with length", xlabel="layer")
+    ax.legend(fontsize=6)
+    fig.suptitle(f"token length groups: median {lessons['median_char_len']:g} characters", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def heatmap_html(examples: list[dict]) -> str:
+    """Tokens coloured by a neuron's activation (red positive, blue negative; the read token underlined)."""
+    parts = []
+    for ex in examples:
+        scale = ex["scale"] or 1.0
+        parts.append(f"<h3>{html.escape(ex['neuron'])}</h3><div class='note'>colour: activation / "
+                     f"max |activation| over the tokens shown ({scale:.4g}); underlined: the token(s) read as the sample</div>")
+        for item in ex["texts"]:
+            spans = []
+            for tok, v, read in zip(item["tokens"], item["values"], item["read"]):
+                a = min(abs(v) / scale, 1.0) if np.isfinite(v) else 0.0
+                rgb = "220,40,40" if v >= 0 else "40,90,220"
+                style = f"background:rgba({rgb},{a:.2f});" + ("text-decoration:underline;font-weight:bold;" if read else "")
+                spans.append(f"<span title='{v:.4g}' style='{style}'>{html.escape(tok)}</span>")
+            parts.append(f"<p style='font-family:monospace;white-space:pre-wrap;line-height:1.8'>"
+                         f"<b>[{html.escape(item['group'])}]</b> {''.join(spans)}</p>")
+    return "\n".join(parts)
+
+
+def _flat(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists and tuples as space-separated strings (CSV/Parquet friendly)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
+            out[col] = out[col].map(lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+    return out
+
+
+def _plain(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return str(o)
+
+
+def write_tuning(result, out: Path) -> dict[str, Path]:
+    """All outputs of `lamina tune` in `out`; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = result.settings
+    p = {"neurons": out / "neurons.csv", "neurons_parquet": out / "neurons.parquet", "laminar": out / "laminar.csv",
+         "top": out / "top_neurons.csv", "samples": out / "samples.csv", "null": out / "null_counts.csv",
+         "json": out / "tuning.json", "plot": out / "tuning.png", "html": out / "tuning.html"}
+    result.neurons.to_csv(p["neurons"], index=False)
+    result.neurons.to_parquet(p["neurons_parquet"], index=False)
+    result.laminar.to_csv(p["laminar"], index=False)
+    result.top.to_csv(p["top"], index=False)
+    _flat(result.samples.rows).assign(text_content=[result.samples.texts[t] for t in result.samples.rows["text"]]) \
+        .to_csv(p["samples"], index=False)
+    pd.DataFrame(result.null_counts, columns=[f"layer_{L}" for L in s["layers"]]).to_csv(p["null"], index_label="permutation")
+    if len(result.probes):
+        p["probes"] = out / "probes.csv"
+        _flat(result.probes).to_csv(p["probes"], index=False)
+    if result.samples.split_report is not None and len(result.samples.split_report):
+        p["splits"] = out / "split_words.csv"
+        _flat(result.samples.split_report).to_csv(p["splits"], index=False)
+    if result.lessons:
+        p["length_histograms"] = out / "length_histograms.csv"
+        p["length_r"] = out / "length_r_quantiles.csv"
+        p["length_plot"] = out / "length_lessons.png"
+        result.lessons["histograms"].to_csv(p["length_histograms"], index=False)
+        result.lessons["r_quantiles"].to_csv(p["length_r"], index=False)
+        result.lessons["r_histogram"].to_csv(out / "length_r_histogram.csv", index=False)
+        plot_length_lessons(result.lessons, p["length_plot"])
+    p["json"].write_text(json.dumps({**result.to_json(), "examples": result.examples}, indent=1, default=_plain))
+    plot_tuning(result, p["plot"])
+    p["html"].write_text(page(f"Neuron tuning: {s['contrast']} on {s['model']}", tuning_sections(result, p)))
+    return p
+
+
+def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
+    s, lam = result.settings, result.laminar
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"])
+    statement = (f"<div class='note'><b>Test:</b> {html.escape(s['test'])}.<br><b>Family:</b> "
+                 f"{html.escape(s['family_description'])}.<br><b>Correction:</b> {html.escape(s['correction'])} "
+                 f"({html.escape(s['bh'])}).<br><b>Samples:</b> {html.escape(s['reading'])}; "
+                 f"{html.escape(json.dumps(s['group_sizes']))}.</div>")
+    if s.get("null_total"):
+        n = s["null_total"]
+        statement += (f"<p>Significant neurons over all layers: <b>{s['n_significant_total']}</b>; under "
+                      f"{s['permutations']} label permutations: mean {n['mean']:.3g}, central 95% "
+                      f"{n['low']:g}-{n['high']:g}, permutation p = {n['p_value']:.3g}.</p>")
+    if s.get("confound_balance"):
+        statement += "<p>Confound balance (mean of the token read): " + "; ".join(
+            f"{html.escape(g)}: {v['char_len']:.2f} characters, log frequency {v['log_freq']:.2f}"
+            for g, v in s["confound_balance"].items()) + ". <code>controlled_*</code> columns: the contrast as a " \
+            "partial correlation controlling for both.</p>"
+    if notes:
+        statement += f"<ul>{notes}</ul>"
+    cols = [c for c in ("layer", "n_significant", "fraction_significant", "n_significant_bonferroni", "null_low",
+                        "null_high", "permutation_p", "n_significant_controlled", "best_neuron", "best_t", "best_r",
+                        "best_cv_balanced_accuracy", "best_cv_auc", "n_separable", "probe_best_auc", "probe_best_k",
+                        "probe_best_rank_by", "replication_r", "token_eps2_top", "top_neurons") if c in lam]
+    sections = [("What was tested", statement), ("Laminar tuning profile", image(paths["plot"]) + table(lam[cols])),
+                ("Top neurons (all layers)", table(result.top))]
+    if s["kind"] == "binary" and result.neurons["separable"].any():
+        n = int(result.neurons["separable"].sum())
+        sections.append(("Perfectly separable neurons", f"<p class='note'>{n} neurons separate the two groups "
+                         "perfectly: the logistic regression has no maximum-likelihood estimate, so their Wald p "
+                         "is not defined (NaN, never reported as a result); their cross-validated accuracy uses "
+                         "the threshold at the middle of the gap.</p>"))
+    if len(result.probes):
+        best = result.probes.loc[result.probes.groupby(["layer", "rank_by"])["auc"].idxmax()]
+        sections.append(("Sparse probes (best k per layer and ranking)",
+                         table(_flat(best.drop(columns=["neurons"])))))
+    if result.lessons:
+        sections.append(("Token length lessons", image(paths["length_plot"]) + table(result.lessons["r_quantiles"])))
+    if result.examples:
+        sections.append(("Top neurons over sample texts", heatmap_html(result.examples)))
+    return sections
+
+
+def plot_context(result, path: Path) -> Path:
+    """Mean correlation per layer for each comparison of the context lesson."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, part in result.per_layer.groupby("comparison", sort=False):
+        ax.plot(part["layer"], part["mean_r"], "o-", label=name)
+    s = result.settings
+    ax.set(xlabel="layer", ylabel="mean Pearson r of activation vectors",
+           title=f"context lesson on {s['model']}: {s['site']} ({s['n_words']} words)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_context(result, out: Path) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    p = {"per_word": out / "context_words.csv", "per_layer": out / "context_layers.csv",
+         "json": out / "context.json", "plot": out / "context.png", "html": out / "context.html"}
+    result.per_word.to_csv(p["per_word"], index=False)
+    result.per_layer.to_csv(p["per_layer"], index=False)
+    p["json"].write_text(json.dumps(result.to_json(), indent=1, default=_plain))
+    plot_context(result, p["plot"])
+    s = result.settings
+    text = (f"<div class='note'>{html.escape(s['statistic'])}; each word read at {html.escape(s['reading'])}. "
+            f"Words split into several tokens with a leading space: {html.escape(', '.join(s['multi_token_with_space']) or 'none')}; "
+            f"bare: {html.escape(', '.join(s['multi_token_bare']) or 'none')}.</div>")
+    wide = result.per_layer.pivot(index="layer", columns="comparison", values="mean_r").reset_index()
+    p["html"].write_text(page(f"Context lesson: {s['model']}", [("What was compared", text),
+                                                                 ("Per layer", image(p["plot"]) + table(wide))]))
+    return p
