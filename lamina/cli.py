@@ -22,8 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # never turn ":llama:" in a model name into an emoji
+err_console = Console(stderr=True, emoji=False)
 
 ModelOpt = typer.Option("smollm2-135m", "--model", "-m", help="Model spec: smollm2-135m, random:<type>, hub id or folder.")
 SeedOpt = typer.Option(0, "--seed", help="Seed for random:<type> models.")
