@@ -250,7 +250,11 @@ def profile_runner(lm, method: str) -> Callable[[torch.Tensor, torch.Tensor], li
         return run
     if method in ("tl", "nnsight"):
         variant = (tl_variants if method == "tl" else nnsight_variants)(lm, {"resid_post": sites})[0]
-        return lambda ids, mask: [variant.run(ids, mask)[s] for s in sites]
+
+        def run_peer(ids, mask):
+            out = variant.run(ids, mask)  # one forward pass for every layer
+            return [out[s] for s in sites]
+        return run_peer
     raise ValueError(f"unknown profile method {method}")
 
 

@@ -78,12 +78,14 @@ def profile_table(profile: dict) -> str:
 
 
 def load_table(load: dict) -> str:
-    lines = ["| run | import lamina s | lamina.load() s | whole process s | source |", "| --- | ---: | ---: | ---: | --- |"]
+    lines = ["| run | import lamina s | lamina.load() s | of which anatomy check s | whole process s | source |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
     for label, r in load.items():
         if "error" in r:
-            lines.append(f"| {label} | n/a ({r['error']}) | | {r['process_s']:.1f} | |")
+            lines.append(f"| {label} | n/a ({r['error']}) | | | {r['process_s']:.1f} | |")
         else:
-            lines.append(f"| {label} | {r['import_s']:.2f} | {r['load_s']:.2f} | {r['process_s']:.2f} | {r['source']} |")
+            lines.append(f"| {label} | {r['import_s']:.2f} | {r['load_s']:.2f} | {r['check_s']:.2f} | "
+                         f"{r['process_s']:.2f} | {r['source']} |")
     return "\n".join(lines)
 
 
@@ -146,7 +148,28 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+NOTES = [
+    "- TransformerLens 4 has no `HookedTransformer` (removed in 4.0). `tl` is `TransformerBridge` as booted; "
+    "`tl-compat` is the same bridge after `enable_compatibility_mode(no_processing=True)`, HookedTransformer's "
+    "hook names and behaviour without folding or centering the weights. Both are built offline from lamina's loaded "
+    "model with `TransformerBridge.boot_transformers(model_type, hf_model=copy, tokenizer=...)`; TransformerLens "
+    "re-loads the tokenizer by name to add a BOS token unless the tokenizer's `init_kwargs` say `add_bos_token`, so the "
+    "benchmark gives it a copy marked that way (inputs are token ids: TransformerLens tokenizes nothing here).",
+    "- TransformerLens switches the model it wraps to eager attention (for its attention-pattern hooks), hence "
+    "differences from lamina's values (sdpa) at float rounding. Its `stop_at_layer=k` stops before block k; at k = N "
+    "it still runs the final norm and the unembedding, so its every-layer captures compute the logits.",
+    "- nnsight: `TransformersModel(copy, tokenizer=..., task='text-generation')` (0.8's replacement for the deprecated "
+    "`LanguageModel`); saves are made in execution order (it refuses others), then `tracer.stop()`.",
+    "- Peak RSS is `VmHWM` of each child process. `ru_maxrss` is not usable here: Linux carries the parent's "
+    "high-water mark into a forked-and-exec'd child, so every child of the 2 GB timing process reported 2067 MB.",
+    "- Profile peers use lamina's windowing (identical batches) and one shared hand-written statistics class; their "
+    "median |x| comes from 8,192 random values per batch, lamina's from its capped uniform sample, so medians agree "
+    "to about 1e-2 and the other statistics to float rounding (kurtosis from raw moments: about 1e-2 relative).",
+]
+
+
 def markdown(results: dict, args) -> str:
+    args = type("Settings", (), {**vars(args), **results.get("settings", {})})  # a re-render keeps the run's settings
     env = results["env"]
     v = env["versions"]
     lines = ["# Benchmarks", ""]
@@ -191,6 +214,7 @@ def markdown(results: dict, args) -> str:
                   "`lamina profile` (every resid_post) and `lamina extract` (resid_post.6, float16) over the built-in "
                   "corpus repeated to the length asked (about 74k tokens per copy), one process each.", "",
                   rss_table(results["rss"]), ""]
+    lines += ["## Notes", "", *NOTES, ""]
     lines += ["## Targets", "", "| target | measured | verdict |", "| --- | --- | --- |"]
     lines += [f"| {t} | {m} | {s} |" for t, m, s in targets(results)]
     return "\n".join(lines) + "\n"

@@ -53,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="a line printed under the title (e.g. 'smoke run')")
     p.add_argument("--out", default="docs/BENCHMARKS.md")
     p.add_argument("--json", default="", help="also write every measurement to this JSON file")
+    p.add_argument("--from-json", default="", help="measure nothing: write the tables of an earlier --json file")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.shapes = min(args.repeats, 3), "8x128"
@@ -151,6 +152,11 @@ def child(args: list[str], env: dict | None = None, timeout: float = 3600) -> tu
     return json.loads(lines[-1]), wall
 
 
+def variant_names(tools: list[str]) -> list[str]:
+    names = [BARE, "hf full (with logits)", "hf output_hidden_states"] if "hf" in tools else [BARE]
+    return names + [f"{tool} {label}" for tool in tools if tool != "hf" for label in peers.site_sets(3)]
+
+
 def memory_section(args, spec: str, variants: list[str]) -> dict:
     rows = {}
     for name in variants:
@@ -210,15 +216,19 @@ def environment() -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        Path(args.out).write_text(report.markdown(results, args))
+        return
     skip = set(filter(None, args.skip.split(",")))
-    results = {"env": environment(), "command": args.command, "note": args.note, "models": {}}
+    results = {"env": environment(), "command": args.command, "note": args.note, "models": {},
+               "settings": {k: getattr(args, k) for k in ("mem_shape", "profile_tokens", "memory_model")}}
     for spec in args.models.split(","):
         model = results["models"][spec] = {}
         if "timing" not in skip:
             model["timing"] = timing_section(args, spec)
         if "memory" not in skip:
-            names = model.get("timing", {}).get("variants") or [BARE]
-            model["memory"] = memory_section(args, spec, names)
+            model["memory"] = memory_section(args, spec, variant_names(args.tools.split(",")))
         if "profile" not in skip:
             model["profile"] = profile_section(args, spec)
     if "load" not in skip:

@@ -365,17 +365,23 @@ def _read_direction(path: Path):
 @user_errors
 def maximize_command(
     neuron: Optional[str] = typer.Option(None, "--neuron", "-n", help="Neuron SITE:INDEX, e.g. mlp_post.15:123."),
-    site: Optional[str] = typer.Option(None, "--site", help="With --direction: the site it lives in, e.g. resid_post.5."),
-    direction: Optional[Path] = typer.Option(None, "--direction", help="A vector as .npy, .pt or text, the site's width."),
-    position: str = typer.Option("last", "--position", help="last: the last token; mean: mean over the optimised tokens."),
+    site: Optional[str] = typer.Option(None, "--site",
+        help="With --direction: the site it lives in, e.g. resid_post.5."),
+    direction: Optional[Path] = typer.Option(None, "--direction",
+        help="A vector as .npy, .pt or text, the site's width."),
+    position: str = typer.Option("last", "--position",
+        help="last: the last token; mean: mean over the optimised tokens."),
     n_tokens: int = typer.Option(5, "--n-tokens", help="Soft tokens to optimise."),
     steps: int = typer.Option(200, "--steps", help="Adam steps."),
     lr: float = typer.Option(0.1, "--lr", help="Adam learning rate, in units of the embedding's per-coordinate std."),
-    norm_penalty: float = typer.Option(1.0, "--norm-penalty", help="Weight of mean ((|v| - r) / r)^2, r the mean embedding norm."),
+    norm_penalty: float = typer.Option(1.0, "--norm-penalty",
+        help="Weight of mean ((|v| - r) / r)^2, r the mean embedding norm."),
     seeds: int = typer.Option(1, "--seeds", help="Runs from different random initial tokens (seeds 0..N-1)."),
-    projected: bool = typer.Option(False, "--projected", help="Forward on the nearest tokens; gradient straight through."),
+    projected: bool = typer.Option(False, "--projected",
+        help="Forward on the nearest tokens; gradient straight through."),
     top_k: int = typer.Option(5, "--top-k", help="Nearest tokens listed per optimised vector."),
-    fluency: Optional[str] = typer.Option(None, "--fluency", help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
+    fluency: Optional[str] = typer.Option(None, "--fluency",
+        help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
     search_steps: int = typer.Option(30, "--search-steps", help="Steps of the discrete search per lambda."),
     search_top_k: int = typer.Option(64, "--search-top-k", help="Candidate tokens per position, by gradient."),
     search_batch: int = typer.Option(32, "--search-batch", help="Candidate prompts evaluated per step."),
@@ -420,6 +426,10 @@ def maximize_command(
                       f"{rep['mean_jaccard']:.3f}, mean cosine {rep['mean_cosine']:.3f}; re-scored activation "
                       f"{rep['activation_mean']:.4g} +- {rep['activation_std']:.3g} "
                       f"(min {rep['activation_min']:.4g}, max {rep['activation_max']:.4g})")
+    if rep["decoded_is_init"] > 0.5:
+        console.print(f"[yellow]{rep['decoded_is_init']:.0%} of the decoded tokens are the tokens the vectors "
+                      "started from[/]: the ascent left the token manifold without reaching another token; "
+                      "trust the re-scored numbers, or try --projected or --fluency")
     for p in result.fluency:
         console.print(f"fluency lambda {p['lambda']:g}: {p['text']!r} activation {p['activation']:.4g}, "
                       f"CE {p['prompt_ce']:.3g}{' (frontier)' if p['frontier'] else ''}")
@@ -434,7 +444,8 @@ def top_examples_command(
     n_random: int = typer.Option(10, "--random", help="Random tokens shown per neuron."),
     quantiles: int = typer.Option(10, "--quantiles", help="Quantile bins of the activation distribution."),
     per_quantile: int = typer.Option(2, "--per-quantile", help="Examples shown per quantile bin."),
-    compare: Optional[List[Path]] = typer.Option(None, "--compare", help="maximize_*.json files or folders to compare with."),
+    compare: Optional[List[Path]] = typer.Option(None, "--compare",
+        help="maximize_*.json files or folders to compare with."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     corpus: str = CorpusOpt,
@@ -495,9 +506,9 @@ def tune(
     cv: int = typer.Option(5, "--cv", help="Cross-validation folds for logistic regression and probes."),
     rank_by: Optional[List[str]] = typer.Option(None, "--rank-by", help="Sparse-probe rankings (repeatable): mean_diff, anova_f, l1. Default all three."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Skip the sparse probes."),
-    max_tokens: Optional[int] = typer.Option(20000, "--max-tokens", help="Corpus contrasts: model tokens of corpus text read (0: all)."),
+    max_tokens: Optional[int] = typer.Option(8000, "--max-tokens", help="Corpus contrasts: model tokens of corpus paragraphs read, drawn at random over the corpus (0: all)."),
     max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Corpus contrasts: documents read."),
-    max_per_group: Optional[int] = typer.Option(1000, "--max-per-group", help="At most this many samples (pairs) per group, drawn at random (0: all)."),
+    max_per_group: Optional[int] = typer.Option(500, "--max-per-group", help="At most this many samples (pairs) per group, drawn at random (0: all)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Texts per forward pass."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
@@ -563,7 +574,7 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
     binary = s["kind"] == "binary"
     cols = ["layer", "significant", "fraction", "null 95%", "best neuron", "t" if binary else "r"]
     cols += ["best CV bal. acc", "probe AUC (k)"] if binary else ["median |r|"]
-    for c in cols + ["top neurons"]:
+    for c in cols:
         t.add_column(c, justify="right")
     for r in lam.itertuples():
         n = r.n_neurons
@@ -574,7 +585,7 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
             cells += [f"{r.best_t:.2f}", f"{r.best_cv_balanced_accuracy:.3f}", probe]
         else:
             cells += [f"{r.best_r:.3f}", f"{r.median_abs_r:.3f}"]
-        t.add_row(*cells, " ".join(r.top_neurons.split()[:5]))
+        t.add_row(*cells)
     console.print(t)
     console.print(Text(s["statement"]))
     if s.get("null_total"):

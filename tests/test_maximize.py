@@ -60,7 +60,7 @@ def test_gradient_ascent_recovers_planted_token(planted):
     result = maximize(planted, NEURON, seeds=3, steps=100, progress=False)
     best = result.best
     assert best["ids"][-1] == CAT                          # the last (scored) position decodes to " cat"
-    assert best["decoded"][-1][0]["token"] == " cat"
+    assert best["decoded"][-1][0]["token"] == " cat" and best["decoded_is_init"] < 1  # it moved to " cat"
     assert best["rescored_activation"] == pytest.approx(float(hf_neuron(planted, best["ids"])[-1]), rel=1e-5)
     assert best["rescored_activation"] > 10 > max(hf_neuron(planted, [464, 3290, 4966]).tolist())  # "The dog ran"
     assert best["optimized_activation"] >= best["rescored_activation"]  # the soft vectors reach beyond any token

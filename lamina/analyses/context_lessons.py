@@ -144,7 +144,8 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
                          "n_subtokens": len(pos)})
             texts.append(text)
     if skipped:
-        raise InputError(f"{len(skipped)} words do not appear after a space in their sentence: {', '.join(skipped[:5])}")
+        raise InputError(f"{len(skipped)} words do not appear after a space in their sentence: "
+                         f"{', '.join(skipped[:5])}")
     samples = SampleSet("context", texts, pd.DataFrame(rows), "context", None, "context", "last sub-token",
                         max_length=512)
     layer_ids = parse_layers(layers, lm.n_layers)

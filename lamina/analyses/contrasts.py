@@ -125,12 +125,14 @@ def corpus_counts(tokenizer, docs: list[Document] | None = None) -> np.ndarray:
     return token_frequency(ids, vocab_size=len(tokenizer))
 
 
-def _limit_texts(texts: list[str], tokenizer, max_tokens: int | None) -> list[str]:
-    """The first texts whose model tokens add up to at least `max_tokens` (all texts when None)."""
+def _limit_texts(texts: list[str], tokenizer, max_tokens: int | None, seed: int = 0) -> list[str]:
+    """Texts drawn in a random order (seeded, so every document can contribute) until their model tokens
+    add up to at least `max_tokens`; all texts, in order, when None."""
     if not max_tokens:
         return texts
     kept, total = [], 0
-    for t in texts:
+    for i in np.random.default_rng(seed).permutation(len(texts)):
+        t = texts[i]
         if total >= max_tokens:
             break
         kept.append(t)
@@ -190,11 +192,11 @@ def _token_fields(tokenizer, ids, position: int, counts) -> dict:
 
 
 # --------------------------------------------------------------------------- corpus contrasts
-def _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts):
+def _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts, seed: int = 0):
     docs = docs if docs is not None else load_corpus(None)
     if max_docs:
         docs = docs[:max_docs]
-    texts = _limit_texts(corpus_texts(docs), tokenizer, max_tokens)
+    texts = _limit_texts(corpus_texts(docs), tokenizer, max_tokens, seed)
     table = label_tokens(texts, tokenizer, max_length=max_length)
     counts = counts if counts is not None else corpus_counts(tokenizer)
     return texts, add_log_frequency(table, counts)
@@ -206,7 +208,8 @@ def _word_samples(table: pd.DataFrame, word_pooling: str) -> pd.DataFrame:
     groups = t.groupby(["doc", "word_index"], sort=True)
     first = groups.head(1).set_index(["doc", "word_index"])
     pos_lists = groups["position"].apply(lambda s: tuple(int(p) for p in s))
-    read_rows = (groups.tail(1) if word_pooling in ("last", "mean") else groups.head(1)).set_index(["doc", "word_index"])
+    read_rows = groups.tail(1) if word_pooling in ("last", "mean") else groups.head(1)
+    read_rows = read_rows.set_index(["doc", "word_index"])
     out = first[[c for c in first.columns if c in WORD_COLUMNS]].copy()
     for col in ("position", "token_id", "token", "char_len", "log_freq"):
         out[col] = read_rows[col]
@@ -219,7 +222,7 @@ def part_of_speech(tokenizer, a: str = "NOUN", b: str = "VERB", docs=None, word_
                    seed: int = 0, contrast: str = "labels", **_) -> SampleSet:
     """spaCy words of part of speech `a` (group A) vs `b` (group B) in the corpus, one sample per word."""
     _check_pooling(word_pooling)
-    texts, table = _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts)
+    texts, table = _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts, seed)
     words = _word_samples(table, word_pooling)
     words = words[words["pos"].isin([a, b])].copy()
     words["label"] = words["pos"] == a
@@ -246,7 +249,7 @@ def proper_nouns(tokenizer, **kw) -> SampleSet:
 def token_length(tokenizer, docs=None, max_docs=None, max_tokens=None, max_per_group=None,
                  max_length: int = 128, counts=None, seed: int = 0, **_) -> SampleSet:
     """Every corpus token with at least one visible character; label = character length (stripped)."""
-    texts, table = _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts)
+    texts, table = _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts, seed)
     t = table[table["char_len"] > 0].rename(columns={"doc": "text"}).copy()
     t["positions"] = [(int(p),) for p in t["position"]]
     t["label"] = t["char_len"].astype(float)
@@ -411,8 +414,9 @@ def category(tokenizer, words_a=None, words_b=None, sentences_a=None, sentences_
             multi = df[df["n_subtokens"] > 1]
             for name in names:
                 m = multi[multi["group"] == name].drop_duplicates("word")
-                reports.append(pd.DataFrame({"word": m["word"], "leading_space": True, "n_tokens": m["n_subtokens"],
-                                             "tokens": m["pieces"], "group": name}))
+                reports.append(pd.DataFrame({"word": m["word"], "n_tokens": m["n_subtokens"], "tokens": m["pieces"],
+                                             "leading_space": m["pieces"].map(lambda p: p[0].startswith(" ")),
+                                             "group": name}))
     rows_df = _finish(rows).drop(columns=["pieces"], errors="ignore")
     rows_df, sub = _subsample(rows_df, max_per_group, seed)
     report = pd.concat(reports, ignore_index=True) if reports else None
@@ -443,7 +447,8 @@ def _occurrences(tokenizer, text, spans, text_index, label, group, word_pooling,
         if not positions:  # cut off by truncation
             continue
         p = _read(positions, word_pooling)
-        out.append({"text": text_index, "positions": positions if word_pooling == "mean" else (p,), "position": p, "label": label, "group": group,
+        out.append({"text": text_index, "positions": positions if word_pooling == "mean" else (p,), "position": p,
+                    "label": label, "group": group,
                     "word": word, "n_subtokens": len(positions),
                     "pieces": [tokenizer.decode([ids[q]]) for q in positions],
                     **_token_fields(tokenizer, ids, p, counts)})
@@ -483,7 +488,7 @@ def labels(tokenizer, label_column: str | None = None, table=None, docs=None, wo
         available = LABEL_COLUMNS + ["log_freq"]
         if column not in available:
             raise InputError(f"unknown label column '{column}'; the token table has {', '.join(available)}")
-        texts, tab = _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts)
+        texts, tab = _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts, seed)
         if column in WORD_COLUMNS:
             samples = _word_samples(tab, word_pooling)
             reading = f"each spaCy word, read at its {word_pooling} sub-token"

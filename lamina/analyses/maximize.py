@@ -200,12 +200,18 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
         if projected and value > best[0]:
             best = (value, ids.tolist())
         bar.set_postfix(activation=f"{value:.3g}")
+    if not projected:  # the final vectors, after the last Adam step
+        with torch.no_grad():
+            act, _ = run_target(lm, target, len(prefix), inputs_embeds=torch.cat([pre, v.detach()])[None])
+        best = (float(act[0]), None)
     decoded = decode(lm, v, top_k)
     ids = best[1] if projected else [row[0]["id"] for row in decoded]
     return {
         "seed": seed,
         "init_tokens": [lm.tokenizer.decode([i]) for i in init.tolist()],
-        "optimized_activation": best[0] if projected else history[-1],
+        # share of positions whose decoded token is the token v started from: near 1, ascent went nowhere
+        "decoded_is_init": sum(a == b for a, b in zip(ids, init.tolist())) / n_tokens,
+        "optimized_activation": best[0],
         "vectors": v.detach().cpu(),                                         # [n, d]; dropped from JSON
         "vector_norms": v.detach().norm(dim=-1).tolist(),
         "embedding_norm": float(r),
@@ -282,6 +288,7 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
     runs = [ascend(lm, target, n_tokens, steps, lr, norm_penalty, s, projected, top_k, progress) for s in seed_list]
     repro = reproducibility([set(r["ids"]) for r in runs], [r["vectors"] for r in runs],
                             [r["rescored_activation"] for r in runs])
+    repro["decoded_is_init"] = float(np.mean([r["decoded_is_init"] for r in runs]))
     settings = dict(position=position, n_tokens=n_tokens, steps=steps, lr=lr, norm_penalty=norm_penalty,
                     seeds=seed_list, projected=projected, top_k=top_k, prefix=prefix_ids(lm))
     result = MaximizeResult(lm.spec, target.name, settings, runs, repro)

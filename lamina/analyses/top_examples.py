@@ -93,15 +93,6 @@ class TopExamples:
         return {"model": self.model, "settings": self.settings, "neurons": self.neurons}
 
 
-def _window_of(windows, by_doc: dict, doc: int, pos: int) -> int:
-    """Index of the window that counted token `pos` of document `doc` (by_doc: doc -> window indices)."""
-    for i in by_doc[doc]:
-        w = windows[i]
-        if w.start + w.first_counted <= pos < w.start + len(w.ids):
-            return i
-    raise KeyError((doc, pos))
-
-
 def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, context: int = 64,
                  batch_size: int = 8, max_tokens: int | None = None, n_random: int = 10, n_quantiles: int = 10,
                  per_quantile: int = 2, reservoir: int = 4096, before: int = 24, after: int = 8, seed: int = 0,
@@ -137,23 +128,20 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
              for name, tr in trackers.items()}
     rows = {r for p in picks.values() for r in [x[1] for x in p["top"] + p["random"]]
             + [x[1] for b in p["quantiles"] for x in b["picks"]]}
-    by_doc: dict[int, list[int]] = {}
-    for i, w in enumerate(windows):
-        by_doc.setdefault(w.doc, []).append(i)
-    shown = _window_activations(lm, windows, by_doc, rows, targets, sites, batch_size, pad)
+    shown = Shown(lm, docs, windows, before, after)
+    shown.run(rows, targets, sites, batch_size, pad)
     result = TopExamples(lm.spec, dict(k=k, context=context, batch_size=batch_size, max_tokens=max_tokens,
                                        n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
                                        reservoir=reservoir, seed=seed, n_docs=len(docs), n_windows=len(windows)))
     for name, tr in trackers.items():
-        example = lambda value, row: _example(lm, docs, windows, by_doc, shown, name, value, row, before, after)  # noqa: E731
         p = picks[name]
         result.neurons[name] = {
             "neuron": name, "n_tokens": tr.n, "mean": tr.total / tr.n if tr.n else None,
             "max": tr.max if tr.n else None, "min": tr.min if tr.n else None,
-            "top": [example(v, r) for v, r in p["top"]],
-            "random": [example(v, r) for v, r in p["random"]],
+            "top": [shown.example(name, v, r) for v, r in p["top"]],
+            "random": [shown.example(name, v, r) for v, r in p["random"]],
             "quantiles": [{**{k_: v_ for k_, v_ in b.items() if k_ != "picks"},
-                           "examples": [example(v, r) for v, r in b["picks"]]} for b in p["quantiles"]],
+                           "examples": [shown.example(name, v, r) for v, r in b["picks"]]} for b in p["quantiles"]],
             "argmax_tally": [{"token_id": t, "token": lm.tokenizer.decode([t]), "batches": c}
                              for t, c in tr.tally.most_common()],
             "n_batches": n_batches,
@@ -162,29 +150,45 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
     return result
 
 
-def _window_activations(lm, windows, by_doc, rows, targets, sites, batch_size, pad) -> dict:
-    """{(window index, neuron): activations [t] as a list} for the windows holding the chosen rows."""
-    needed = sorted({_window_of(windows, by_doc, *split_row_id(r)) for r in rows})
-    out = {}
-    for start in range(0, len(needed), batch_size):
-        chosen = needed[start:start + batch_size]
-        batch = next(batches([windows[i] for i in chosen], len(chosen), pad))
-        acts = lm.capture({"input_ids": batch.input_ids.to(lm.device),
-                           "attention_mask": batch.attention_mask.to(lm.device)}, sites)
-        for name, (site, index) in targets.items():
-            a = acts[site.name].flatten(2)[..., index].double().cpu()           # [b, t]
-            for b, w in enumerate(chosen):
-                out[(w, name)] = a[b, :len(windows[w].ids)].tolist()
-    return out
+class Shown:
+    """The windows behind chosen tokens, run once more so every shown token carries its activation."""
 
+    def __init__(self, lm, docs: list[Document], windows, before: int, after: int):
+        self.lm, self.docs, self.windows, self.before, self.after = lm, docs, windows, before, after
+        self.by_doc: dict[int, list[int]] = {}                                 # doc -> its window indices
+        for i, w in enumerate(windows):
+            self.by_doc.setdefault(w.doc, []).append(i)
+        self.acts: dict[tuple[int, str], list[float]] = {}                     # (window, neuron) -> [t]
 
-def _example(lm, docs, windows, by_doc, shown, name, value, row, before, after) -> dict:
-    """One example: the tokens around the chosen one, each with the neuron's activation."""
-    doc, pos = split_row_id(row)
-    w = _window_of(windows, by_doc, doc, pos)
-    focus = pos - windows[w].start                                             # index in the window
-    lo, hi = max(0, focus - before), min(len(windows[w].ids), focus + after + 1)
-    ids = windows[w].ids[lo:hi]
-    return {"doc": docs[doc].id, "position": pos, "value": value, "token": lm.tokenizer.decode([windows[w].ids[focus]]),
-            "tokens": [lm.tokenizer.decode([i]) for i in ids], "activations": shown[(w, name)][lo:hi],
-            "focus": focus - lo}
+    def window_of(self, doc: int, pos: int) -> int:
+        """Index of the window that counted token `pos` of document `doc`."""
+        for i in self.by_doc[doc]:
+            w = self.windows[i]
+            if w.start + w.first_counted <= pos < w.start + len(w.ids):
+                return i
+        raise KeyError((doc, pos))
+
+    def run(self, rows, targets: dict, sites, batch_size: int, pad: int) -> None:
+        """Capture the neurons over every window holding one of `rows`."""
+        needed = sorted({self.window_of(*split_row_id(r)) for r in rows})
+        for start in range(0, len(needed), batch_size):
+            chosen = needed[start:start + batch_size]
+            batch = next(batches([self.windows[i] for i in chosen], len(chosen), pad))
+            acts = self.lm.capture({"input_ids": batch.input_ids.to(self.lm.device),
+                                    "attention_mask": batch.attention_mask.to(self.lm.device)}, sites)
+            for name, (site, index) in targets.items():
+                a = acts[site.name].flatten(2)[..., index].double().cpu()       # [b, t]
+                for b, w in enumerate(chosen):
+                    self.acts[(w, name)] = a[b, :len(self.windows[w].ids)].tolist()
+
+    def example(self, name: str, value: float, row: int) -> dict:
+        """One example: the tokens around the chosen one, each with the neuron's activation."""
+        doc, pos = split_row_id(row)
+        w = self.window_of(doc, pos)
+        ids = self.windows[w].ids
+        focus = pos - self.windows[w].start                                    # index in the window
+        lo, hi = max(0, focus - self.before), min(len(ids), focus + self.after + 1)
+        decode = self.lm.tokenizer.decode
+        return {"doc": self.docs[doc].id, "position": pos, "value": value, "token": decode([ids[focus]]),
+                "tokens": [decode([i]) for i in ids[lo:hi]], "activations": self.acts[(w, name)][lo:hi],
+                "focus": focus - lo}

@@ -146,9 +146,14 @@ def gather_activations(lm, samples: SampleSet, sites, batch_size: int = 8, progr
 
 
 # --------------------------------------------------------------------------- per layer
+def _confound_columns(samples: SampleSet) -> list[str]:
+    """The confound columns (char length, log frequency) that vary over the samples."""
+    return [c for c in ("char_len", "log_freq") if c in samples.rows and np.ptp(samples.rows[c].to_numpy(float)) > 0]
+
+
 def _confounds(samples: SampleSet) -> np.ndarray | None:
-    """[n, k] confound columns that vary (char length, log frequency), or None."""
-    cols = [c for c in ("char_len", "log_freq") if c in samples.rows and np.ptp(samples.rows[c].to_numpy(float)) > 0]
+    """[n, k] confound values (see `_confound_columns`), or None when none varies."""
+    cols = _confound_columns(samples)
     return samples.rows[cols].to_numpy(float) if cols else None
 
 
@@ -343,6 +348,8 @@ def tune(lm, samples: SampleSet, site: str = "mlp_post", layers=None, permutatio
         if col in neurons and neurons[col].notna().any():  # the same family and method for the side tests
             c = correct_pvalues(neurons[col].to_numpy(), "fdr_bh", fdr_family, neurons["layer"].to_numpy(), alpha)
             neurons[qcol] = c.p_adjusted
+    if "controlled_q" in neurons:
+        neurons["significant_controlled"] = neurons["controlled_q"] < alpha
     neurons["family"] = "each layer" if fdr_family == "layer" else "whole model"
 
     # permutation null of the count of significant neurons (BH, same family)
@@ -367,6 +374,8 @@ def tune(lm, samples: SampleSet, site: str = "mlp_post", layers=None, permutatio
     settings = _settings(lm, samples, site, layer_ids, bh, bonf, permutations, fdr_family, alpha, cv, ks,
                          rank_by, probes, null, laminar, seed)
     settings["seconds"] = {"capture": round(t_capture, 1), "total": round(time.perf_counter() - t0, 1)}
+    for table in (laminar, top):  # every output states its test and family
+        table["test"], table["family"] = settings["test"], settings["family_description"]
     return TuningResult(neurons, laminar, probes_df, null, top, samples, examples, lessons, settings)
 
 
@@ -393,8 +402,8 @@ def _laminar(neurons, probe_rows, extras, null, layer_ids, samples, site, top_n)
                        best_cohens_d=float(np.nanmax(np.abs(d["cohens_d"]))) if d["cohens_d"].notna().any() else np.nan,
                        best_cv_balanced_accuracy=float(d["cv_balanced_accuracy"].max()),
                        best_cv_auc=float(d["cv_auc"].max()), n_separable=int(d["separable"].sum()))
-            if "controlled_q" in d:
-                row["n_significant_controlled"] = int((d["controlled_q"] < 0.05).sum())
+            if "significant_controlled" in d:
+                row["n_significant_controlled"] = int(d["significant_controlled"].sum())
             pl = probes[probes["layer"] == L] if len(probes) else probes
             if len(pl):
                 b = pl.loc[pl["auc"].idxmax()]
@@ -456,7 +465,7 @@ def _settings(lm, samples, site, layer_ids, bh, bonf, permutations, fdr_family, 
          "n_significant_total": total}
     if samples.kind == "binary":
         s.update(probe_ks=[int(k) for k in ks], probe_rankings=list(rank_by) if probes else [],
-                 confounds=[c for c in ("char_len", "log_freq") if _confounds(samples) is not None])
+                 confounds=_confound_columns(samples))
         rows = samples.rows
         s["confound_balance"] = {g: {"char_len": float(rows.loc[rows["group"] == g, "char_len"].mean()),
                                      "log_freq": float(rows.loc[rows["group"] == g, "log_freq"].mean())}
@@ -479,7 +488,8 @@ def token_heatmaps(lm, samples: SampleSet, laminar: pd.DataFrame, acts: dict, si
     """Activations of the best neuron of the most strongly tuned layers over a few sample texts.
 
     `acts` are the sample activations of `gather_activations`. Texts: those holding the samples where
-    the neuron is highest and lowest (with their pair partners in a paired design). Returns [{neuron, layer, index, texts: [{group, tokens, values, read}]}].
+    the neuron is highest and lowest (with their pair partners in a paired design).
+    Returns [{neuron, layer, index, scale, texts: [{group, tokens, values, read}]}].
     """
     ranked = laminar.sort_values(["n_significant", "layer"], ascending=[False, True]).head(n_neurons)
     picks = [(int(r.layer), int(r.best_neuron)) for r in ranked.itertuples()]
@@ -508,7 +518,10 @@ def token_heatmaps(lm, samples: SampleSet, laminar: pd.DataFrame, acts: dict, si
             read = {p for s in rows.index[rows["text"] == t] for p in rows["positions"].iat[s]}
             lo = max(0, min(read, default=0) - max_tokens + 8) if read and max(read) >= max_tokens else 0
             keep = range(lo, min(len(ids), lo + max_tokens))
-            items.append({"group": ", ".join(sorted(set(rows.loc[rows["text"] == t, "group"].astype(str)))),
+            mine = rows[rows["text"] == t]
+            group = ", ".join(sorted(set(mine["group"].astype(str)) - {""})) or \
+                f"{samples.label_name} {', '.join(f'{v:g}' for v in mine['label'].head(3))}..."
+            items.append({"group": group,
                           "tokens": [lm.tokenizer.decode([ids[p]]) for p in keep],
                           "values": [float(a[b, real[p]]) for p in keep],
                           "read": [p in read for p in keep]})

@@ -69,9 +69,10 @@ def _comparison(neuron: dict, mx: dict) -> str:
              + (f' Best dataset activation: <b>{data_max:.4g}</b> at {html.escape(repr(best["token"]))} '
                 f'({html.escape(best["doc"])}).' if best else "") + "</p>"]
     rows = [[r["seed"], repr(r["text"]), r["optimized_activation"], r["rescored_activation"], r["rescored_prompt_ce"],
-             ratio(r["rescored_activation"])] for r in mx["runs"]]
+             ratio(r["rescored_activation"]), f'{r["decoded_is_init"]:.0%}' if "decoded_is_init" in r else ""]
+            for r in mx["runs"]]
     parts.append(_table(["seed", "decoded prompt", "optimised", "re-scored", "prompt CE (nats)",
-                         "re-scored / dataset max"], rows))
+                         "re-scored / dataset max", "decoded = initial token"], rows))
     rep = mx.get("reproducibility") or {}
     if rep.get("n_seeds", 0) > 1:
         parts.append(_table(["seeds", "unique decoded tokens", "mean pairwise Jaccard", "mean pairwise cosine",
@@ -88,15 +89,16 @@ def _comparison(neuron: dict, mx: dict) -> str:
     return "\n".join(parts)
 
 
-def render_neuron_page(model: str, neuron: dict, maximize: dict | None = None) -> str:
-    """The page for one neuron of a top_examples.json (and a maximize_*.json for the same neuron, if any)."""
+def render_neuron_page(model: str, neuron: dict, maximize: list[dict] = ()) -> str:
+    """The page for one neuron of a top_examples.json, with the maximize results for the same neuron."""
     top = neuron["max"] or 0.0
     summary = (f'<p class="note">{neuron["n_tokens"]} tokens; mean {neuron["mean"]:.4g}, min {neuron["min"]:.4g}, '
                f'max {top:.4g}. Colour: 0-10 = activation / max; hover a token for its value.</p>'
                if neuron["n_tokens"] else "<p>no tokens</p>")
     sections = [("Summary", TOKEN_STYLE + summary)]
-    if maximize:
-        sections.append(("Gradient ascent vs the best dataset example", _comparison(neuron, maximize)))
+    for mx in maximize:
+        kind = " (projected)" if mx["settings"].get("projected") else ""
+        sections.append((f"Gradient ascent{kind} vs the best dataset example", _comparison(neuron, mx)))
     sections.append((f"Top {len(neuron['top'])} examples (one per document, by the document's max)",
                      _examples(neuron["top"], top)))
     tally = neuron["argmax_tally"][:30]
@@ -109,15 +111,15 @@ def render_neuron_page(model: str, neuron: dict, maximize: dict | None = None) -
     return page(f"{model} {neuron['neuron']}", sections)
 
 
-def load_maximize(paths) -> dict[tuple[str, str], dict]:
-    """(model, target) -> maximize result, from maximize_*.json files or folders holding them."""
-    found = {}
+def load_maximize(paths) -> dict[tuple[str, str], list[dict]]:
+    """(model, target) -> maximize results, from maximize_*.json files or folders holding them."""
+    found: dict[tuple[str, str], list[dict]] = {}
     for path in map(Path, paths):
         files = sorted(path.glob("maximize_*.json")) if path.is_dir() else [path]
         for f in files:
             if f.is_file():
                 data = json.loads(f.read_text())
-                found[(data["model"], data["target"])] = data
+                found.setdefault((data["model"], data["target"]), []).append(data)
     return found
 
 
@@ -132,6 +134,7 @@ def write_neuron_pages(out: Path, compare=()) -> list[Path]:
     written = []
     for name, neuron in top["neurons"].items():
         path = out / f"neuron_{slug(name)}.html"
-        path.write_text(render_neuron_page(top["model"], neuron, maxed.get((top["model"], name))), encoding="utf-8")
+        found = maxed.get((top["model"], name), [])
+        path.write_text(render_neuron_page(top["model"], neuron, found), encoding="utf-8")
         written.append(path)
     return written

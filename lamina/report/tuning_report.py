@@ -25,7 +25,7 @@ def plot_tuning(result, path: Path) -> Path:
     """Fraction of significant neurons per layer with the permutation null's band; best decoding beside it."""
     plt = _plt()
     lam, s = result.laminar, result.settings
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.6))
     ax.plot(lam["layer"], lam["fraction_significant"], "o-", color="C0", label="significant (BH FDR)")
     ax.plot(lam["layer"], lam["fraction_significant_bonferroni"], "s--", color="C0", alpha=0.5, ms=4,
             label="significant (Bonferroni)")
@@ -51,8 +51,8 @@ def plot_tuning(result, path: Path) -> Path:
         ax2.set_ylabel("|correlation|")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
-    fig.tight_layout()
+    fig.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -93,13 +93,16 @@ def heatmap_html(examples: list[dict]) -> str:
     for ex in examples:
         scale = ex["scale"] or 1.0
         parts.append(f"<h3>{html.escape(ex['neuron'])}</h3><div class='note'>colour: activation / "
-                     f"max |activation| over the tokens shown ({scale:.4g}); underlined: the token(s) read as the sample</div>")
+                     f"max |activation| over the tokens shown ({scale:.4g}); underlined: the token(s) read as the "
+                     "sample</div>")
         for item in ex["texts"]:
             spans = []
             for tok, v, read in zip(item["tokens"], item["values"], item["read"]):
                 a = min(abs(v) / scale, 1.0) if np.isfinite(v) else 0.0
                 rgb = "220,40,40" if v >= 0 else "40,90,220"
-                style = f"background:rgba({rgb},{a:.2f});" + ("text-decoration:underline;font-weight:bold;" if read else "")
+                style = f"background:rgba({rgb},{a:.2f});"
+                if read:
+                    style += "text-decoration:underline;font-weight:bold;"
                 spans.append(f"<span title='{v:.4g}' style='{style}'>{html.escape(tok)}</span>")
             parts.append(f"<p style='font-family:monospace;white-space:pre-wrap;line-height:1.8'>"
                          f"<b>[{html.escape(item['group'])}]</b> {''.join(spans)}</p>")
@@ -141,7 +144,8 @@ def write_tuning(result, out: Path) -> dict[str, Path]:
     result.top.to_csv(p["top"], index=False)
     _flat(result.samples.rows).assign(text_content=[result.samples.texts[t] for t in result.samples.rows["text"]]) \
         .to_csv(p["samples"], index=False)
-    pd.DataFrame(result.null_counts, columns=[f"layer_{L}" for L in s["layers"]]).to_csv(p["null"], index_label="permutation")
+    null = pd.DataFrame(result.null_counts, columns=[f"layer_{L}" for L in s["layers"]])
+    null.to_csv(p["null"], index_label="permutation")
     if len(result.probes):
         p["probes"] = out / "probes.csv"
         _flat(result.probes).to_csv(p["probes"], index=False)
@@ -231,7 +235,8 @@ def write_context(result, out: Path) -> dict[str, Path]:
     plot_context(result, p["plot"])
     s = result.settings
     text = (f"<div class='note'>{html.escape(s['statistic'])}; each word read at {html.escape(s['reading'])}. "
-            f"Words split into several tokens with a leading space: {html.escape(', '.join(s['multi_token_with_space']) or 'none')}; "
+            "Words split into several tokens with a leading space: "
+            f"{html.escape(', '.join(s['multi_token_with_space']) or 'none')}; "
             f"bare: {html.escape(', '.join(s['multi_token_bare']) or 'none')}.</div>")
     wide = result.per_layer.pivot(index="layer", columns="comparison", values="mean_r").reset_index()
     p["html"].write_text(page(f"Context lesson: {s['model']}", [("What was compared", text),
