@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 run: $(VENV)/.installed
 	$(BIN)/lamina verify --out $(OUT)/verify
 	$(BIN)/lamina profile --kind resid_post --out $(OUT)/profile
-	$(BIN)/lamina profile --kind resid_post --method hidden-states --out $(OUT)/profile-hidden-states
+	$(BIN)/lamina profile --kind resid_post --method hidden-states --max-tokens 16384 --out $(OUT)/profile-hidden-states
 	$(BIN)/lamina report $(OUT)
 
 test: $(VENV)/.installed

@@ -509,7 +509,7 @@ def tune(
     max_tokens: Optional[int] = typer.Option(8000, "--max-tokens", help="Corpus contrasts: model tokens of corpus paragraphs read, drawn at random over the corpus (0: all)."),
     max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Corpus contrasts: documents read."),
     max_per_group: Optional[int] = typer.Option(500, "--max-per-group", help="At most this many samples (pairs) per group, drawn at random (0: all)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Texts per forward pass."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,

@@ -49,7 +49,7 @@ def test_median_sample_is_uniform_when_decimated():
     for i in range(20):
         stats.update(x[torch.randperm(1000)], torch.arange(1000))
     r = stats.result()
-    assert 1000 <= len(torch.cat(stats.sample)) <= 2000
+    assert 2000 <= len(torch.cat(stats.sample)) <= 4000
     assert r["median_abs"] == pytest.approx(0.5, abs=0.04)
 
 

@@ -165,7 +165,11 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
                  .agg(mean_r="mean", median_r="median", n="count").reset_index())
     split = df[(df["condition"] == "alone_space") & (df["n_subtokens"] > 1)]["word"].tolist()
     bare_split = df[(df["condition"] == "alone_bare") & (df["n_subtokens"] > 1)]["word"].tolist()
+    bos = len(tok("a")["input_ids"]) > len(tok("a", add_special_tokens=False)["input_ids"])
     settings = {"model": lm.spec, "site": site, "layers": layer_ids, "n_words": len(items),
+                "alone_position": ("after the BOS token the tokenizer adds" if bos else
+                                   "position 0 (the tokenizer adds no BOS): the first-token state, alike for all "
+                                   "tokens, which the baseline shows"),
                 "reading": "the word's last sub-token in every condition",
                 "statistic": "Pearson correlation across the layer's neurons between the two activation vectors",
                 "multi_token_with_space": split, "multi_token_bare": bare_split}

@@ -6,7 +6,7 @@ accumulators (Pébay merges from `runningstats`), so a profile costs a small fra
     mean L2 norm of a token's vector
     max |x| per dimension (the layer x dimension map)
     top-k |x| over the whole layer with (row id, dimension)
-    median |x| from a uniform random sample of values (decimated to at most `sample_cap`)
+    median |x| from a uniform random sample of values (thinned to between `sample_cap` and twice it)
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lamina.runningstats import RunningMoments, RunningTopK
 
 
 class LayerStats:
-    def __init__(self, top_k: int = 16, sample_cap: int = 1 << 18, seed: int = 0):
+    def __init__(self, top_k: int = 16, sample_cap: int = 1 << 17, seed: int = 0):
         self.moments = RunningMoments()  # pooled: d = 1
         self.top = RunningTopK(top_k, largest=True, by_abs=True)
         self.dim_max_abs: torch.Tensor | None = None  # [d]
@@ -66,7 +66,8 @@ class LayerStats:
         elif take := int(round(values.numel() * self.rate)):  # an i.i.d. uniform sample at the current rate
             self.sample.append(values[torch.randint(values.numel(), (take,), generator=self.generator)])
             self.sample_size += take
-        while self.sample_size > self.sample_cap:  # keep a uniform sample: halve the rate and the sample
+        # Keep a uniform sample: past twice the cap, halve the rate and thin the sample (amortised: rare).
+        while self.sample_size > 2 * self.sample_cap:
             self.rate /= 2
             self.sample = [s[torch.rand(s.numel(), generator=self.generator) < 0.5] for s in self.sample]
             self.sample_size = sum(s.numel() for s in self.sample)

@@ -107,19 +107,26 @@ def check_sizes(samples: SampleSet, cv: int, replication: bool = True) -> None:
 def gather_activations(lm, samples: SampleSet, sites, batch_size: int = 8, progress: bool = False) -> dict:
     """{site name: float32 array [n_samples, n_neurons]}: each sample's token positions, pooled by mean.
 
-    Texts go through the model in batches of similar length, every site captured in one forward pass
-    (early stop after the deepest). q/k/v are flattened to heads * d_head (neuron h*d_head + j).
+    Texts go through the model sorted by length, every site captured in one forward pass (early stop after
+    the deepest). A batch holds up to `batch_size` x 128 padded tokens: `batch_size` texts of 128 tokens, more
+    short ones (a forward pass on CPU costs about the same for 8 short texts as for 64). q/k/v are flattened
+    to heads * d_head (neuron h*d_head + j).
     """
     rows = samples.rows
     sites = lm.sites(sites) if sites and isinstance(sites[0], str) else sites
     by_text = rows.groupby("text").indices
-    order = sorted(by_text, key=lambda t: len(samples.texts[t]))
+    lengths = {t: len(lm.tokenizer(samples.texts[t], truncation=True, max_length=samples.max_length)["input_ids"])
+               for t in by_text}
+    order = sorted(by_text, key=lambda t: lengths[t])
+    chunks, budget = [[]], batch_size * 128
+    for t in order:  # lengths ascending: the last text of a batch is its longest
+        if chunks[-1] and (len(chunks[-1]) + 1) * lengths[t] > budget:
+            chunks.append([])
+        chunks[-1].append(t)
     n = len(rows)
     out: dict[str, np.ndarray] = {}
     positions = rows["positions"].tolist()
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc="capture", unit="batch", disable=not progress):
-        chunk = order[start:start + batch_size]
+    for chunk in tqdm(chunks, desc="capture", unit="batch", disable=not progress):
         enc = lm.tokenizer([samples.texts[t] for t in chunk], padding=True, truncation=True,
                            max_length=samples.max_length, return_tensors="pt")
         mask = enc["attention_mask"]
@@ -209,9 +216,16 @@ def _layer_binary(X, samples: SampleSet, cv, ks, rank_by, seed, probes: bool) ->
     probe_rows = []
     if probes:
         for r in rank_by:
-            p = sparse_probe(X, y, ks=ks, rank_by=r, cv=cv, seed=seed)
+            p = sparse_probe(X, y, ks=probe_ks(ks, y, cv), rank_by=r, cv=cv, seed=seed)
             probe_rows += p.to_dict(orient="records")
     return df, probe_rows, extra
+
+
+def probe_ks(ks, y, cv: int) -> list[int]:
+    """The ks no larger than the smaller group's training-fold size: a probe on more neurons than examples
+    of a class fits noise (and its solver crawls on separable folds)."""
+    limit = max(1, int(min(y.sum(), (~y).sum()) * (cv - 1) / cv))
+    return [k for k in ks if k <= limit] or [1]
 
 
 def _replication(X, y, seed) -> dict:
@@ -464,7 +478,7 @@ def _settings(lm, samples, site, layer_ids, bh, bonf, permutations, fdr_family, 
          "alpha": alpha, "permutations": permutations, "cv": cv, "seed": seed, "notes": samples.notes,
          "n_significant_total": total}
     if samples.kind == "binary":
-        s.update(probe_ks=[int(k) for k in ks], probe_rankings=list(rank_by) if probes else [],
+        s.update(probe_ks=probe_ks(ks, samples.y, cv), probe_rankings=list(rank_by) if probes else [],
                  confounds=_confound_columns(samples))
         rows = samples.rows
         s["confound_balance"] = {g: {"char_len": float(rows.loc[rows["group"] == g, "char_len"].mean()),

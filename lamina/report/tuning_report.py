@@ -234,7 +234,8 @@ def write_context(result, out: Path) -> dict[str, Path]:
     p["json"].write_text(json.dumps(result.to_json(), indent=1, default=_plain))
     plot_context(result, p["plot"])
     s = result.settings
-    text = (f"<div class='note'>{html.escape(s['statistic'])}; each word read at {html.escape(s['reading'])}. "
+    text = (f"<div class='note'>{html.escape(s['statistic'])}; each word read at {html.escape(s['reading'])}; "
+            f"a word alone is read at {html.escape(s['alone_position'])}. "
             "Words split into several tokens with a leading space: "
             f"{html.escape(', '.join(s['multi_token_with_space']) or 'none')}; "
             f"bare: {html.escape(', '.join(s['multi_token_bare']) or 'none')}.</div>")
