@@ -16,6 +16,10 @@ _LAZY = {  # name -> module that defines it
     "extract": "lamina.extract",
     "logit_lens": "lamina.analyses.logit_lens",
     "project": "lamina.analyses.projections",
+    "tune": "lamina.analyses.tuning",
+    "build_contrast": "lamina.analyses.contrasts",
+    "maximize": "lamina.analyses.maximize",
+    "top_examples": "lamina.analyses.top_examples",
     "load_corpus": "lamina.data.corpus",
     "ActivationStore": "lamina.store",
 }
