@@ -8,6 +8,7 @@ Each job prints one JSON line as its last line of output:
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import tempfile
@@ -16,6 +17,8 @@ import time
 import torch
 
 import peers
+
+THREADS = int(os.environ.get("LAMINA_BENCH_THREADS", "2"))
 
 
 def peak_rss_mb() -> float:
@@ -64,7 +67,7 @@ def text_batch(lm, batch: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def mem_job(spec: str, variant: str, batch: int, tokens: int) -> dict:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     lm = load(spec)
     peers.COPY_MODEL = False  # alone in its process, a peer may wrap the model itself: no second copy
     tool = variant.split(" ", 1)[0]
@@ -84,7 +87,7 @@ def profile_job(spec: str, method: str, max_tokens: int, batch_size: int = 8, co
     from lamina.analyses.profile import profile
     from lamina.data.windows import batches, corpus_windows
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     lm = load(spec)
     peers.COPY_MODEL = False
     docs = corpus(max_tokens)
@@ -95,7 +98,7 @@ def profile_job(spec: str, method: str, max_tokens: int, batch_size: int = 8, co
             lm.capture({"input_ids": ids, "attention_mask": mask}, ["resid_post"])
         else:
             run(ids, mask)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if method == "lamina":
         result = profile(lm, docs, kind="resid_post", context=context, batch_size=batch_size, max_tokens=max_tokens,
                          progress=False)
@@ -107,25 +110,27 @@ def profile_job(spec: str, method: str, max_tokens: int, batch_size: int = 8, co
         windows = corpus_windows(lm, docs, context, None, False, max_tokens)
         tokens, runner_stats = peers.profile_loop(lm, batches(windows, batch_size, lm.tokenizer.pad_token_id), run)
         seconds = time.perf_counter() - start
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "rss_mb": peak_rss_mb(),
-            "model_mb": model_mb(lm), "stats": runner_stats}
+    cpu = time.process_time() - cpu_start  # all threads: steadier than wall time on a shared machine
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "cpu_s": cpu,
+            "rss_mb": peak_rss_mb(), "model_mb": model_mb(lm), "stats": runner_stats}
 
 
 def extract_job(spec: str, max_tokens: int, site: str = "resid_post.6") -> dict:
     from lamina.extract import extract
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     lm = load(spec)
     folder = tempfile.mkdtemp(prefix="lamina-bench-extract-")
     try:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         store = extract(lm, corpus(max_tokens), [site], folder, max_tokens=max_tokens, progress=False)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         tokens = store.n_rows
+        shard_tokens = store.manifest["settings"]["windows_per_shard"] * store.manifest["settings"]["context"]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "rss_mb": peak_rss_mb(),
-            "model_mb": model_mb(lm), "site": site}
+            "model_mb": model_mb(lm), "site": site, "shard_tokens": shard_tokens, "cpu_s": cpu}
 
 
 LOAD_CODE = """

@@ -45,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--tools", default=",".join(peers.TOOLS))
     p.add_argument("--mem-shape", default="8x128", help="batch shape of the peak-memory children")
     p.add_argument("--profile-tokens", type=int, default=64_000, help="corpus tokens of the end-to-end profile job")
-    p.add_argument("--rss-tokens", default="64000,256000", help="corpus slices of the memory-flatness check")
+    p.add_argument("--rss-tokens", default="128000,256000", help="corpus slices of the memory-flatness check "
+                   "(extract's memory grows up to one shard, about 116k tokens of resid_post.6 on smollm2-135m)")
     p.add_argument("--memory-model", default="smollm2-135m", help="model of the load and memory-flatness checks")
     p.add_argument("--quick", action="store_true", help="3 repeats, 8x128 only, 16k-token profile, 16k/64k RSS check")
     p.add_argument("--full", action="store_true", help="add the 1M-token profile and extract to the RSS check")
