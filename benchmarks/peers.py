@@ -124,8 +124,7 @@ NNSIGHT_PATHS = {
     "gpt2": {"resid_post": ("transformer.h.{L}", "output"), "mlp_post": ("transformer.h.{L}.mlp.act", "output"),
              "qkv": ("transformer.h.{L}.attn.c_attn", "output")},
     "llama": {"resid_post": ("model.layers.{L}", "output"), "mlp_post": ("model.layers.{L}.mlp.down_proj", "input"),
-              "q": ("model.layers.{L}.self_attn.q_proj", "output"), "k": ("model.layers.{L}.self_attn.k_proj", "output"),
-              "v": ("model.layers.{L}.self_attn.v_proj", "output")},
+              **{kind: (f"model.layers.{{L}}.self_attn.{kind}_proj", "output") for kind in "qkv"}},
 }
 
 
@@ -222,7 +221,8 @@ class SimpleStats:
         self.rows += x.shape[0]
         self.norm_sum += float(x.norm(dim=1).sum())
         absx = x.abs().reshape(-1)
-        self.top = torch.cat([self.top, absx.topk(min(3, absx.numel())).values]).topk(min(3, self.top.numel() + 3)).values
+        top = torch.cat([self.top, absx.topk(min(3, absx.numel())).values])
+        self.top = top.topk(min(3, top.numel())).values
         self.sample.append(absx[torch.randint(absx.numel(), (self.per_batch,), generator=self.generator)])
 
     def result(self) -> dict:
@@ -242,7 +242,9 @@ def profile_runner(lm, method: str) -> Callable[[torch.Tensor, torch.Tensor], li
     if method == "hf-hooks":
         stored = {}
         for L, block in enumerate(lm.model.get_submodule(lm.anatomy.family.layers)):
-            block.register_forward_hook(lambda m, a, out, L=L: stored.__setitem__(L, out[0] if isinstance(out, tuple) else out))
+            def keep(module, args, out, L=L):  # transformers 5 blocks return a tensor, older ones a tuple
+                stored[L] = out[0] if isinstance(out, tuple) else out
+            block.register_forward_hook(keep)
 
         def run(ids, mask):
             lm.model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)

@@ -99,7 +99,8 @@ def rss_table(rss: dict) -> str:
             if "error" in r:
                 lines.append(f"| {job} | {int(tokens):,} | n/a ({r['error']}) | | |")
             else:
-                lines.append(f"| {job} | {r['tokens']:,} | {r['tokens_per_s']:,.0f} | {r['rss_mb']:.0f} | {r['model_mb']:.0f} |")
+                lines.append(f"| {job} | {r['tokens']:,} | {r['tokens_per_s']:,.0f} | {r['rss_mb']:.0f} | "
+                             f"{r['model_mb']:.0f} |")
     return "\n".join(lines)
 
 
@@ -110,7 +111,8 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         timing = model.get("timing")
         if timing:
             n = timing["n_layers"]
-            for label, limit in (("resid_post", 1.03), ("mlp_post", 1.06), (f"resid_post.{EARLY}", (EARLY + 1) / n + 0.05)):
+            early = f"resid_post.{EARLY}"
+            for label, limit in (("resid_post", 1.03), ("mlp_post", 1.06), (early, (EARLY + 1) / n + 0.05)):
                 ratios = {s: rows[f"lamina {label}"]["ratio"] for s, rows in timing["shapes"].items()
                           if f"lamina {label}" in rows}
                 if ratios:
@@ -122,7 +124,8 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         if "lamina" in prof and "error" not in prof["lamina"]:
             tps = prof["lamina"]["tokens_per_s"]
             bare = prof.get("bare", {}).get("tokens_per_s")
-            peers_tps = {m: r["tokens_per_s"] for m, r in prof.items() if m not in ("bare", "lamina") and "error" not in r}
+            peers_tps = {m: r["tokens_per_s"] for m, r in prof.items()
+                         if m not in ("bare", "lamina") and "error" not in r}
             ok = (bare is None or tps >= 0.9 * bare) and all(tps > p for p in peers_tps.values())
             measured = (f"{tps:,.0f} tok/s = {tps / bare:.3f}x bare" if bare else f"{tps:,.0f} tok/s") + "; peers " + \
                 ", ".join(f"{m} {p:,.0f}" for m, p in peers_tps.items())
@@ -163,7 +166,8 @@ NOTES = [
     "`tl-compat` is the same bridge after `enable_compatibility_mode(no_processing=True)`, HookedTransformer's "
     "hook names and behaviour without folding or centering the weights. Both are built offline from lamina's loaded "
     "model with `TransformerBridge.boot_transformers(model_type, hf_model=copy, tokenizer=...)`; TransformerLens "
-    "re-loads the tokenizer by name to add a BOS token unless the tokenizer's `init_kwargs` say `add_bos_token`, so the "
+    "re-loads the tokenizer by name to add a BOS token unless the tokenizer's `init_kwargs` say `add_bos_token`, "
+    "so the "
     "benchmark gives it a copy marked that way (inputs are token ids: TransformerLens tokenizes nothing here).",
     "- TransformerLens switches the model it wraps to eager attention (for its attention-pattern hooks), hence "
     "differences from lamina's values (sdpa) at float rounding. Its `stop_at_layer=k` stops before block k; at k = N "
@@ -209,7 +213,8 @@ def markdown(results: dict, args) -> str:
             lines += [f"### Peak memory, one process per variant, batch {args.mem_shape}", "",
                       memory_table(model["memory"]), ""]
         if model.get("profile"):
-            lines += [f"### End-to-end profile of every resid_post ({args.profile_tokens:,} corpus tokens, batch 8 x 128)",
+            lines += [f"### End-to-end profile of every resid_post ({args.profile_tokens:,} corpus tokens, "
+                      "batch 8 x 128)",
                       "", "Peers: a hand-written loop keeping the same per-layer statistics (mean token norm, std, "
                       "kurtosis, top-3 |x|, median |x| from a sample) with plain HF hooks, TransformerLens or nnsight. "
                       "`bare` is the base model forward alone over the same batches.", "",

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--shapes", default="1x32,8x128", help="batch x tokens, comma-separated (32x512 is slow on CPU)")
     p.add_argument("--repeats", type=int, default=12)
     p.add_argument("--tools", default=",".join(peers.TOOLS))
+    p.add_argument("--threads", type=int, default=2, help="torch threads, here and in every child process")
     p.add_argument("--mem-shape", default="8x128", help="batch shape of the peak-memory children")
     p.add_argument("--profile-tokens", type=int, default=64_000, help="corpus tokens of the end-to-end profile job")
     p.add_argument("--rss-tokens", default="128000,256000", help="corpus slices of the memory-flatness check "
@@ -61,7 +63,8 @@ def parse_args(argv=None):
         args.profile_tokens, args.rss_tokens = 16_000, "16000,64000"
     if args.full:
         args.rss_tokens += ",1000000"
-    args.command = "benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    os.environ["LAMINA_BENCH_THREADS"] = str(args.threads)  # the child processes read it
+    args.command = shlex.join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
     return args
 
 
@@ -121,7 +124,7 @@ def summarize(times: dict[str, list[float]], n_tokens: int) -> dict[str, dict]:
 
 
 def timing_section(args, spec: str) -> dict:
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     lm = jobs.load(spec)
     sets = peers.site_sets(lm.n_layers)
     variants, missing = peers.build(lm, args.tools.split(","), sets)
@@ -211,8 +214,8 @@ def environment() -> dict:
             versions[name] = version(name.replace("_", "-"))
         except Exception:  # noqa: BLE001
             versions[name] = "not installed"
-    return {"cores": os.cpu_count(), "threads": 2, "cpu": cpu, "ram_gib": mem, "python": platform.python_version(),
-            "versions": versions, "load_average": os.getloadavg()}
+    return {"cores": os.cpu_count(), "threads": int(os.environ.get("LAMINA_BENCH_THREADS", "2")), "cpu": cpu,
+            "ram_gib": mem, "python": platform.python_version(), "versions": versions, "load_average": os.getloadavg()}
 
 
 def main(argv=None) -> None:
