@@ -3,20 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from lamina.report.figures import pyplot, save
 
 
 def plot_lens_layers(result, path: Path) -> Path:
     """Two panels, log y: mean KL(final || layer) in nats, and mean/median rank of the final top-1 token."""
-    plt = _pyplot()
+    plt = pyplot()
     per = result.per_layer
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     # A log axis cannot show the last layer's KL of exactly 0: draw zeros a decade below the smallest
@@ -34,12 +26,12 @@ def plot_lens_layers(result, path: Path) -> Path:
               title="where the final prediction ranks at each layer")
     right.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return save(fig, path, tight=False)
 
 
 def plot_lens_heatmap(result, path: Path, doc: int = 0, max_positions: int = 40) -> Path:
     """Layer x position for one text: colour = entropy of the lens (nats), text = its top token."""
-    plt = _pyplot()
+    plt = pyplot()
     t = result.table[result.table["doc"] == doc]
     t = t[t["position"] < max_positions]
     layers = sorted(t["layer"].unique())
@@ -61,17 +53,9 @@ def plot_lens_heatmap(result, path: Path, doc: int = 0, max_positions: int = 40)
            title=f"{result.model}: logit-lens top token per layer (text {doc})")
     fig.colorbar(im, ax=ax, label="entropy of the lens [nats]")
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return save(fig, path, tight=False)
 
 
 def _short(token: str, width: int = 8) -> str:
     token = repr(token)[1:-1].replace("$", r"\$")  # newlines as escapes; "$" would start mathtext
     return token if len(token) <= width else token[: width - 1] + "…"
-
-
-def _save(fig, plt, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lamina.report.figures import pyplot, save
 from lamina.report.html import image, page, table
 
 
 def plot_profile_curves(result, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     t = result.table
     hooks = t[~t["reading"].str.contains(r"\(")]
     fig, ax = plt.subplots(figsize=(10, 5))
@@ -28,18 +25,13 @@ def plot_profile_curves(result, path: Path) -> Path:
     ax.set(xlabel="layer", ylabel="magnitude (log scale)",
            title=f"laminar profile of {s['kind']} ({s['method']}) on {s['model']}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_dim_map(result, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+
+    plt = pyplot()
 
     data = np.maximum(result.dim_max_abs, 1e-6)
     fig, ax = plt.subplots(figsize=(12, 5))
@@ -48,10 +40,7 @@ def plot_dim_map(result, path: Path) -> Path:
     ax.set(xlabel="dimension", ylabel="reading (layer)", title="max |x| per layer and dimension (log colour)")
     ax.set_yticks(range(len(result.table)), result.table["reading"], fontsize=6)
     fig.colorbar(im, ax=ax, label="max |x|")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def write_profile(result, out: Path) -> dict[str, Path]:

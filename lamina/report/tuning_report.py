@@ -9,21 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lamina.report.figures import pyplot, save
 from lamina.report.html import image, page, table
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_tuning(result, path: Path) -> Path:
     """Fraction of significant neurons per layer with the permutation null's band; best decoding beside it."""
-    plt = _plt()
+    plt = pyplot()
     lam, s = result.laminar, result.settings
     fig, ax = plt.subplots(figsize=(10, 5.6))
     ax.plot(lam["layer"], lam["fraction_significant"], "o-", color="C0", label="significant (BH FDR)")
@@ -53,14 +45,12 @@ def plot_tuning(result, path: Path) -> Path:
     lines2 = ax2.get_legend_handles_labels()
     fig.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="lower center", ncol=3)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, tight=False)
 
 
 def plot_length_lessons(lessons: dict, path: Path, max_layers: int = 6) -> Path:
     """Activation histograms by token-length group for a few layers, and per-neuron r quantiles per layer."""
-    plt = _plt()
+    plt = pyplot()
     hist, rq = lessons["histograms"], lessons["r_quantiles"]
     layers = sorted(hist["layer"].unique())
     shown = [layers[i] for i in np.unique(np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).astype(int))]
@@ -81,10 +71,7 @@ def plot_length_lessons(lessons: dict, path: Path, max_layers: int = 6) -> Path:
     ax.set(title="per-neuron r with length", xlabel="layer")
     ax.legend(fontsize=6)
     fig.suptitle(f"token length groups: median {lessons['median_char_len']:g} characters", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def heatmap_html(examples: list[dict]) -> str:
@@ -210,7 +197,7 @@ def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
 
 def plot_context(result, path: Path) -> Path:
     """Mean correlation per layer for each comparison of the context lesson."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name, part in result.per_layer.groupby("comparison", sort=False):
         ax.plot(part["layer"], part["mean_r"], "o-", label=name)
@@ -218,10 +205,7 @@ def plot_context(result, path: Path) -> Path:
     ax.set(xlabel="layer", ylabel="mean Pearson r of activation vectors",
            title=f"context lesson on {s['model']}: {s['site']} ({s['n_words']} words)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def write_context(result, out: Path) -> dict[str, Path]:

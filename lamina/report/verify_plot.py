@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lamina.report.figures import pyplot, save
+
 FLOOR = 1e-12  # log axes cannot show an exact zero; exact zeros are drawn at this floor and labelled
 
 
 def plot_verify(result: dict, path: Path) -> Path:
     """Two panels: max |diff| per layer (raw and after the final norm), and max |activation| per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     layers = [row["layer"] for row in result["layers"]]
     raw = [max(row["max_abs_diff"], FLOOR) for row in result["layers"]]
     last = layers[-1]
@@ -32,8 +30,4 @@ def plot_verify(result: dict, path: Path) -> Path:
     right.set(xlabel="block L", ylabel="max |activation|",
               title=f"the final norm ({result['final_norm_module']}) rescales the last layer")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
