@@ -60,10 +60,18 @@ def test_checksum_names_corrupted_shard(lm, docs, tmp_path):
     assert store.check() == [f"{victim.name}: checksum mismatch (corrupted)"]
 
 
+# The child paces itself (0.25 s before each shard) so that however fast the machine, the kill lands
+# while shards remain to be written.
 KILL_SCRIPT = """
-import sys, lamina
+import sys, time, lamina
+import lamina.extract
 from lamina.data.corpus import load_corpus
 from lamina.extract import extract
+write_shard = lamina.extract.write_shard
+def paced_write_shard(*args, **kwargs):
+    time.sleep(0.25)
+    return write_shard(*args, **kwargs)
+lamina.extract.write_shard = paced_write_shard
 lm = lamina.load("random:llama")
 extract(lm, load_corpus(max_docs=4), {sites!r}, sys.argv[1], context=32, batch_size=3, dtype="float32",
         max_tokens=1500, windows_per_shard=3, resume=True, progress=False)
