@@ -142,7 +142,8 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
             limit = large["model_mb"] + 2048
             growth = large["rss_mb"] - small["rss_mb"]
             flat = growth <= max(0.05 * small["rss_mb"], 64)
-            scope = "" if max(good) >= 1_000_000 else f" (largest run {max(good):,} tokens; 1M needs --full)"
+            flag = "--full" if job == "extract" else "--full-profile"
+            scope = "" if max(good) >= 1_000_000 else f" (largest run {max(good):,} tokens; 1M needs {flag})"
             verdict = "met" if flat and large["rss_mb"] <= limit else "missed"
             measured = (f"{small['rss_mb']:.0f} MB at {min(good):,} -> {large['rss_mb']:.0f} MB at {max(good):,} "
                         f"tokens ({growth:+.0f} MB)")

@@ -1,7 +1,7 @@
 """lamina's benchmark: capture overhead against the bare forward and against peer tools, memory, profile, load.
 
-    .venv/bin/python benchmarks/run.py [--models random:gpt2,smollm2-135m] [--shapes 1x32,8x128] [--repeats 12]
-                                       [--quick] [--full] [--out docs/BENCHMARKS.md]
+    .venv/bin/python benchmarks/run.py [--models random:gpt2,smollm2-135m] [--shapes 8x128,32x512:3] [--repeats 12]
+                                       [--quick] [--full] [--merge earlier.json] [--out docs/BENCHMARKS.md]
 
 1. Timing, in one process per model: every variant (bare forward, lamina captures, TransformerLens, nnsight)
    runs once per repeat, round-robin with a rotating start, so that drift on a busy machine hits all of them
@@ -41,7 +41,9 @@ REL_FLAG = 1e-3  # a peer whose values differ from lamina's by more than this (r
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="random:gpt2,smollm2-135m")
-    p.add_argument("--shapes", default="1x32,8x128", help="batch x tokens, comma-separated (32x512 is slow on CPU)")
+    p.add_argument("--shapes", default="8x128,32x512:3",
+                   help="batch x tokens[:repeats], comma-separated; a shape's own repeats override --repeats "
+                        "(32x512 takes 20-30 s a forward pass on 2 CPU threads)")
     p.add_argument("--repeats", type=int, default=12)
     p.add_argument("--tools", default=",".join(peers.TOOLS))
     p.add_argument("--threads", type=int, default=2, help="torch threads, here and in every child process")
@@ -51,7 +53,11 @@ def parse_args(argv=None):
                    "(extract's memory grows up to one shard, about 116k tokens of resid_post.6 on smollm2-135m)")
     p.add_argument("--memory-model", default="smollm2-135m", help="model of the load and memory-flatness checks")
     p.add_argument("--quick", action="store_true", help="3 repeats, 8x128 only, 16k-token profile, 16k/64k RSS check")
-    p.add_argument("--full", action="store_true", help="add the 1M-token profile and extract to the RSS check")
+    p.add_argument("--full", action="store_true", help="add a 1M-token extract to the RSS check")
+    p.add_argument("--full-profile", action="store_true",
+                   help="also a 1M-token profile (about 25 min for smollm2-135m on 2 CPU threads)")
+    p.add_argument("--merge", action="append", default=[],
+                   help="a --json file of an earlier run whose timing shapes join this run's tables (repeatable)")
     p.add_argument("--skip", default="", help="sections to skip: timing,memory,profile,load,rss")
     p.add_argument("--note", default="", help="a line printed under the title (e.g. 'smoke run')")
     p.add_argument("--out", default="docs/BENCHMARKS.md")
@@ -61,7 +67,8 @@ def parse_args(argv=None):
     if args.quick:
         args.repeats, args.shapes = min(args.repeats, 3), "8x128"
         args.profile_tokens, args.rss_tokens = 16_000, "16000,64000"
-    if args.full:
+    args.rss_extract_tokens = args.rss_tokens + (",1000000" if args.full or args.full_profile else "")
+    if args.full_profile:
         args.rss_tokens += ",1000000"
     os.environ["LAMINA_BENCH_THREADS"] = str(args.threads)  # the child processes read it
     args.command = shlex.join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
@@ -69,8 +76,12 @@ def parse_args(argv=None):
 
 
 def shape(text: str) -> tuple[int, int]:
-    b, t = text.lower().split("x")
+    b, t = text.split(":")[0].lower().split("x")
     return int(b), int(t)
+
+
+def shape_repeats(text: str, default: int) -> int:
+    return int(text.split(":")[1]) if ":" in text else default
 
 
 # ---- 1. timing ------------------------------------------------------------------------------------------
@@ -133,11 +144,11 @@ def timing_section(args, spec: str) -> dict:
     out = {"n_layers": lm.n_layers, "model_mb": jobs.model_mb(lm), "missing": missing, "checks": checks,
            "variants": [v.name for v in variants], "shapes": {}}
     for text in args.shapes.split(","):
-        b, t = shape(text)
+        (b, t), repeats, label = shape(text), shape_repeats(text, args.repeats), text.split(":")[0]
         ids, mask = jobs.text_batch(lm, b, t)
-        print(f"[timing] {spec} {text}: {len(variants)} variants x {args.repeats} repeats", flush=True)
-        out["shapes"][text] = summarize(time_variants(variants, ids, mask, args.repeats), b * t)
-        print(report.timing_table(out, text), flush=True)
+        print(f"[timing] {spec} {label}: {len(variants)} variants x {repeats} repeats", flush=True)
+        out["shapes"][label] = summarize(time_variants(variants, ids, mask, repeats), b * t)
+        print(report.timing_table(out, label), flush=True)
     return out
 
 
@@ -192,11 +203,12 @@ def load_section() -> dict:
 
 def rss_section(args) -> dict:
     out = {"profile": {}, "extract": {}}
-    for tokens in map(int, args.rss_tokens.split(",")):
-        for job in ("profile", "extract"):
-            print(f"[rss] {job} {tokens} tokens", flush=True)
-            extra = ["lamina"] if job == "profile" else []
-            out[job][tokens] = child([job, args.memory_model, *extra, str(tokens)], timeout=6 * 3600)[0]
+    slices = sorted({(int(t), "profile") for t in args.rss_tokens.split(",")} |
+                    {(int(t), "extract") for t in args.rss_extract_tokens.split(",")})
+    for tokens, job in slices:
+        print(f"[rss] {job} {tokens} tokens", flush=True)
+        extra = ["lamina"] if job == "profile" else []
+        out[job][tokens] = child([job, args.memory_model, *extra, str(tokens)], timeout=6 * 3600)[0]
     return out
 
 
@@ -240,6 +252,12 @@ def main(argv=None) -> None:
     if "rss" not in skip:
         results["rss"] = rss_section(args)
     results["env"]["load_average_end"] = os.getloadavg()
+    for path in args.merge:  # timing shapes measured by an earlier run (e.g. the slow 32x512 one alone)
+        earlier = json.loads(Path(path).read_text())
+        for spec, model in earlier["models"].items():
+            if "timing" in model and "timing" in results["models"].get(spec, {}):
+                for label, rows in model["timing"]["shapes"].items():
+                    results["models"][spec]["timing"]["shapes"].setdefault(label, rows)
     text = report.markdown(results, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -41,9 +41,21 @@ class Batch:
         return int(self.count.sum())
 
 
-def tokenize_documents(tokenizer, docs: list[Document]) -> list[list[int]]:
-    """Token ids of each document, with the tokenizer's own special tokens (BOS where it adds one)."""
-    return [tokenizer(d.text, add_special_tokens=True)["input_ids"] for d in docs]
+def tokenize_documents(tokenizer, docs: list[Document], max_tokens: int | None = None,
+                       chunk: int = 16) -> list[list[int]]:
+    """Token ids of each document, with the tokenizer's own special tokens (BOS where it adds one).
+
+    With `max_tokens`, tokenizing stops at the first document that brings the total to `max_tokens`: a
+    16k-token profile of a large corpus never tokenizes the rest of it."""
+    token_ids, total = [], 0
+    for i in range(0, len(docs), chunk):
+        encoded = tokenizer([d.text for d in docs[i:i + chunk]], add_special_tokens=True)["input_ids"]
+        for ids in encoded:
+            if max_tokens and total >= max_tokens:
+                return token_ids
+            token_ids.append(ids)
+            total += len(ids)
+    return token_ids
 
 
 def make_windows(token_ids: list[list[int]], context: int, stride: int | None = None, pack: bool = False,
@@ -99,7 +111,7 @@ def corpus_windows(lm, docs: list[Document], context: int = 128, stride: int | N
     limit = lm.anatomy.context_length
     if limit and context > limit:
         raise InputError(f"--context {context} is longer than the model's context of {limit} tokens")
-    token_ids = tokenize_documents(lm.tokenizer, docs)
+    token_ids = tokenize_documents(lm.tokenizer, docs, max_tokens)
     windows = make_windows(token_ids, context, stride, pack, separator=lm.tokenizer.eos_token_id)
     if max_tokens:
         kept, total = [], 0

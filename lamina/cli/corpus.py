@@ -1,0 +1,128 @@
+"""Commands over a corpus and their outputs: `profile`, `extract`, `store check` / `store info`, `report`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lamina.cli.common import (BatchOpt, ContextOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, PackOpt,
+                               SeedOpt, SkipFirstOpt, StrideOpt, TextFieldOpt, app, console, dump, err_console, load,
+                               store_app, user_errors)
+
+
+@app.command()
+@user_errors
+def profile(
+    kind: str = typer.Option("resid_post", "--kind", "-k", help="Site kind: resid_post, mlp_post, q, ..."),
+    method: str = typer.Option("hooks", "--method", help="hooks (raw, every layer) or hidden-states."),
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    corpus: str = CorpusOpt,
+    text_field: str = TextFieldOpt,
+    context: int = ContextOpt,
+    stride: Optional[int] = StrideOpt,
+    batch_size: int = BatchOpt,
+    skip_first: bool = SkipFirstOpt,
+    pack: bool = PackOpt,
+    max_tokens: Optional[int] = MaxTokOpt,
+    max_docs: Optional[int] = MaxDocsOpt,
+    out: Path = typer.Option(Path("lamina-out/profile"), "--out", "-o", help="Folder for tables, plots and HTML."),
+    as_json: bool = JsonOpt,
+):
+    """Laminar profile of a site kind over a corpus: per-layer statistics and massive activations."""
+    from lamina.analyses.profile import profile as run_profile
+    from lamina.data.corpus import load_corpus
+    from lamina.report.profile_report import write_profile
+
+    docs = load_corpus(corpus, text_field, max_docs)
+    lm = load(model, seed)
+    result = run_profile(lm, docs, kind, method, context, stride, batch_size, skip_first, pack, max_tokens)
+    paths = write_profile(result, out)
+    if as_json:
+        print(dump(result.to_json()))
+        return
+    t = result.table
+    table = Table(title=f"laminar profile: {kind} by {method} on {model}")
+    for col in ("reading", "mean norm", "std", "kurtosis", "top1 |x|", "median |x|", "massive dims"):
+        table.add_column(col, justify="right")
+    for _, row in t.iterrows():
+        table.add_row(row["reading"], f"{row['mean_token_norm']:.4g}", f"{row['std']:.3g}", f"{row['kurtosis']:.3g}",
+                      f"{row['top1_abs']:.4g}", f"{row['median_abs']:.3g}", " ".join(map(str, row["massive_dims"][:6])))
+    console.print(table)
+    console.print(f"wrote {paths['html']} (and CSV, Parquet, JSON, PNG beside it)")
+
+
+@app.command()
+@user_errors
+def extract(
+    sites: str = typer.Option(..., "--sites", "-s", help="Comma-separated sites, e.g. resid_post,mlp_post.3"),
+    out: Path = typer.Option(..., "--out", "-o", help="Store folder."),
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    corpus: str = CorpusOpt,
+    text_field: str = TextFieldOpt,
+    context: int = ContextOpt,
+    stride: Optional[int] = StrideOpt,
+    batch_size: int = BatchOpt,
+    dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16, bfloat16 or float32."),
+    skip_first: bool = SkipFirstOpt,
+    pack: bool = PackOpt,
+    max_tokens: Optional[int] = MaxTokOpt,
+    max_docs: Optional[int] = MaxDocsOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted store."),
+    worker: int = typer.Option(0, "--worker", help="This worker's index (parallel filling)."),
+    workers: int = typer.Option(1, "--workers", help="Number of workers filling the store."),
+):
+    """Capture sites over a corpus into an activation store on disk (resumable, checksummed shards)."""
+    from lamina.data.corpus import load_corpus
+    from lamina.extract import extract as run_extract
+
+    docs = load_corpus(corpus, text_field, max_docs)
+    lm = load(model, seed)
+    try:
+        store = run_extract(lm, docs, sites, out, context, stride, batch_size, dtype, resume, skip_first, pack,
+                            max_tokens, worker, workers)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: complete shards are kept in {out}; rerun with --resume")
+        raise typer.Exit(130) from None
+    state = "complete" if store.complete else f"{len(store.shards)} of {store.manifest['n_shards']} shards"
+    console.print(f"store {out}: {store.n_rows} tokens x {len(store.sites)} sites, {state}")
+
+
+@store_app.command("check")
+@user_errors
+def store_check(folder: Path = typer.Argument(..., help="Store folder.")):
+    """Verify every shard's size and checksum; exit 1 and name the bad shards if any."""
+    from lamina.store import ActivationStore
+
+    store = ActivationStore(folder)
+    problems = store.check()
+    for problem in problems:
+        err_console.print(f"[red]bad:[/] {problem}")
+    n = len(store.shards)
+    console.print(f"{folder}: {n} of {store.manifest['n_shards']} shards complete, {store.n_rows} tokens, "
+                  + ("[green]all checksums ok[/]" if not problems else f"[red]{len(problems)} problem(s)[/]"))
+    raise typer.Exit(1 if problems else 0)
+
+
+@store_app.command("info")
+@user_errors
+def store_info(folder: Path = typer.Argument(..., help="Store folder.")):
+    """Print a store's manifest (settings, shards, sites)."""
+    from lamina.store import ActivationStore
+
+    store = ActivationStore(folder)
+    print(dump({**store.manifest, "doc_ids": f"{len(store.manifest['doc_ids'])} documents",
+                 "complete_shards": len(store.shards), "n_rows": store.n_rows}))
+
+
+@app.command()
+@user_errors
+def report(folder: Path = typer.Argument(Path("lamina-out"), help="Folder holding earlier results.")):
+    """One HTML report from the results found in a folder (verify, profile, ...)."""
+    from lamina.report.combined import write_report
+
+    path = write_report(folder)
+    console.print(f"wrote {path}")

@@ -1,0 +1,156 @@
+"""Single neurons (or directions) and their pages: `lamina maximize` and `lamina top-examples`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from lamina.cli.common import (BatchOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt,
+                               app, console, dump, load, user_errors)
+
+NeuronsOut = typer.Option(Path("lamina-out/neurons"), "--out", "-o",
+                          help="Folder for JSON and neuron pages (maximize and top-examples share it).")
+
+
+def _read_direction(path: Path):
+    """A direction vector from .npy, .pt or a text file of numbers."""
+    import numpy as np
+
+    from lamina.errors import InputError
+
+    try:
+        if path.suffix == ".npy":
+            return np.load(path)
+        if path.suffix == ".pt":
+            import torch
+
+            return torch.load(path, map_location="cpu").detach().numpy()
+        return np.loadtxt(path)
+    except (OSError, ValueError, AttributeError) as err:
+        raise InputError(f"cannot read --direction {path}: {err}") from None
+
+
+@app.command("maximize")
+@user_errors
+def maximize_command(
+    neuron: Optional[str] = typer.Option(None, "--neuron", "-n", help="Neuron SITE:INDEX, e.g. mlp_post.15:123."),
+    site: Optional[str] = typer.Option(None, "--site",
+        help="With --direction: the site it lives in, e.g. resid_post.5."),
+    direction: Optional[Path] = typer.Option(None, "--direction",
+        help="A vector as .npy, .pt or text, the site's width."),
+    position: str = typer.Option("last", "--position",
+        help="last: the last token; mean: mean over the optimised tokens."),
+    n_tokens: int = typer.Option(5, "--n-tokens", help="Soft tokens to optimise."),
+    steps: int = typer.Option(200, "--steps", help="Adam steps."),
+    lr: float = typer.Option(0.1, "--lr", help="Adam learning rate, in units of the embedding's per-coordinate std."),
+    norm_penalty: float = typer.Option(1.0, "--norm-penalty",
+        help="Weight of mean ((|v| - r) / r)^2, r the mean embedding norm."),
+    seeds: int = typer.Option(1, "--seeds", help="Runs from different random initial tokens (seeds 0..N-1)."),
+    projected: bool = typer.Option(False, "--projected",
+        help="Forward on the nearest tokens; gradient straight through."),
+    top_k: int = typer.Option(5, "--top-k", help="Nearest tokens listed per optimised vector."),
+    fluency: Optional[str] = typer.Option(None, "--fluency",
+        help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
+    search_steps: int = typer.Option(30, "--search-steps", help="Steps of the discrete search per lambda."),
+    search_top_k: int = typer.Option(64, "--search-top-k", help="Candidate tokens per position, by gradient."),
+    search_batch: int = typer.Option(32, "--search-batch", help="Candidate prompts evaluated per step."),
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    out: Path = NeuronsOut,
+    as_json: bool = JsonOpt,
+):
+    """Activation maximization by gradient ascent on soft input embeddings, decoded and re-scored on real tokens."""
+    from lamina.analyses.maximize import maximize
+    from lamina.errors import InputError
+    from lamina.report.neuron_page import slug, write_neuron_pages
+
+    try:
+        lambdas = [float(x) for x in fluency.split(",") if x.strip()] if fluency else []
+    except ValueError:
+        raise InputError(f"--fluency takes comma-separated numbers, e.g. 0,1,4; got {fluency!r}") from None
+    vector = _read_direction(direction) if direction is not None else None
+    lm = load(model, seed)
+    result = maximize(lm, neuron, site=site, direction=vector, position=position, n_tokens=n_tokens, steps=steps,
+                      lr=lr, norm_penalty=norm_penalty, seeds=seeds, projected=projected, top_k=top_k,
+                      fluency_lambdas=lambdas, search_steps=search_steps, search_top_k=search_top_k,
+                      search_batch=search_batch, progress=not as_json)
+    data = result.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"maximize_{slug(result.target)}.json"
+    path.write_text(dump(data))
+    pages = write_neuron_pages(out)
+    if as_json:
+        print(dump(data))
+        return
+    table = Table(title=f"{lm.spec} {result.target}: gradient ascent, {n_tokens} soft tokens, {steps} steps")
+    for col in ("seed", "decoded prompt", "optimised", "re-scored", "prompt CE"):
+        table.add_column(col, justify="right")
+    for r in result.runs:
+        table.add_row(str(r["seed"]), repr(r["text"]), f"{r['optimized_activation']:.4g}",
+                      f"{r['rescored_activation']:.4g}", f"{r['rescored_prompt_ce']:.3g}")
+    console.print(table)
+    rep = result.reproducibility
+    if rep["n_seeds"] > 1:
+        console.print(f"over {rep['n_seeds']} seeds: {rep['unique_tokens']} unique decoded tokens, mean Jaccard "
+                      f"{rep['mean_jaccard']:.3f}, mean cosine {rep['mean_cosine']:.3f}; re-scored activation "
+                      f"{rep['activation_mean']:.4g} +- {rep['activation_std']:.3g} "
+                      f"(min {rep['activation_min']:.4g}, max {rep['activation_max']:.4g})")
+    if rep["decoded_is_init"] > 0.5:
+        console.print(f"[yellow]{rep['decoded_is_init']:.0%} of the decoded tokens are the tokens the vectors "
+                      "started from[/]: the ascent left the token manifold without reaching another token; "
+                      "trust the re-scored numbers, or try --projected or --fluency")
+    for p in result.fluency:
+        console.print(f"fluency lambda {p['lambda']:g}: {p['text']!r} activation {p['activation']:.4g}, "
+                      f"CE {p['prompt_ce']:.3g}{' (frontier)' if p['frontier'] else ''}")
+    console.print(f"wrote {path}" + (f" and {len(pages)} neuron page(s)" if pages else ""))
+
+
+@app.command("top-examples")
+@user_errors
+def top_examples_command(
+    neuron: List[str] = typer.Option(..., "--neuron", "-n", help="Neuron SITE:INDEX (repeatable)."),
+    k: int = typer.Option(10, "-k", help="Top examples per neuron, one per document."),
+    n_random: int = typer.Option(10, "--random", help="Random tokens shown per neuron."),
+    quantiles: int = typer.Option(10, "--quantiles", help="Quantile bins of the activation distribution."),
+    per_quantile: int = typer.Option(2, "--per-quantile", help="Examples shown per quantile bin."),
+    compare: Optional[List[Path]] = typer.Option(None, "--compare",
+        help="maximize_*.json files or folders to compare with."),
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    corpus: str = CorpusOpt,
+    text_field: str = TextFieldOpt,
+    context: int = typer.Option(64, "--context", help="Tokens per window."),
+    batch_size: int = BatchOpt,
+    max_tokens: Optional[int] = MaxTokOpt,
+    max_docs: Optional[int] = MaxDocsOpt,
+    out: Path = NeuronsOut,
+    as_json: bool = JsonOpt,
+):
+    """Data sampling: each neuron's top corpus examples, random and per-quantile samples, and an HTML page."""
+    from lamina.analyses.top_examples import top_examples
+    from lamina.data.corpus import load_corpus
+    from lamina.report.neuron_page import write_neuron_pages
+
+    docs = load_corpus(corpus, text_field, max_docs)
+    lm = load(model, seed)
+    result = top_examples(lm, neuron, docs, k=k, context=context, batch_size=batch_size, max_tokens=max_tokens,
+                          n_random=n_random, n_quantiles=quantiles, per_quantile=per_quantile, progress=not as_json)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "top_examples.json").write_text(dump(result.to_dict()))
+    pages = write_neuron_pages(out, compare or ())
+    if as_json:
+        print(dump(result.to_dict()))
+        return
+    for name, n in result.neurons.items():
+        table = Table(title=f"{lm.spec} {name}: {n['n_tokens']} tokens, max {n['max']:.4g}, mean {n['mean']:.3g}")
+        for col in ("activation", "token", "document", "context"):
+            table.add_column(col, justify="right" if col == "activation" else "left")
+        for e in n["top"]:
+            before = "".join(e["tokens"][max(0, e["focus"] - 12):e["focus"]])
+            table.add_row(f"{e['value']:.4g}", repr(e["token"]), e["doc"], repr(before + "[" + e["token"] + "]"))
+        console.print(table)
+        tally = ", ".join(f"{t['token']!r} x{t['batches']}" for t in n["argmax_tally"][:10])
+        console.print(f"argmax token per batch: {tally}")
+    console.print(f"wrote {out / 'top_examples.json'} and {len(pages)} neuron page(s) to {out}")

@@ -1,0 +1,124 @@
+"""`lamina tune`: neuron tuning to a contrast (or the context lesson), and the table it prints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from lamina.cli.common import JsonOpt, ModelOpt, SeedOpt, app, console, dump, load, user_errors
+
+
+@app.command()
+@user_errors
+def tune(
+    contrast: str = typer.Option(..., "--contrast", "-c", help="nouns-verbs, negation, proper-nouns, token-length, category, labels, or context (the context lesson)."),
+    site: str = typer.Option("mlp_post", "--site", "-s", help="Site kind: mlp_post, mlp_pre, q, k, v, resid_post, ..."),
+    layers: str = typer.Option("all", "--layers", "-l", help="Layers: all, a range 0-29, or a list 3,5,7."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write tables, tuning.png and tuning.html here."),
+    words_a: Optional[Path] = typer.Option(None, "--words-a", help="category: word list of group A (one word a line)."),
+    words_b: Optional[Path] = typer.Option(None, "--words-b", help="category: word list of group B."),
+    sentences_a: Optional[Path] = typer.Option(None, "--sentences-a", help="category: sentences of group A (one a line)."),
+    sentences_b: Optional[Path] = typer.Option(None, "--sentences-b", help="category: sentences of group B."),
+    table_file: Optional[Path] = typer.Option(None, "--table", help="labels: a CSV/TSV/Parquet/JSONL table with a text column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="labels: the label column (COLUMN or COLUMN=VALUE)."),
+    word_pooling: str = typer.Option("last", "--word-pooling", help="Read a multi-token word at its last, first or mean sub-token."),
+    negation_token: str = typer.Option("after-edit", "--negation-token", help="negation: read at the first token after the edit, or the final token."),
+    permutations: int = typer.Option(100, "--permutations", help="Label permutations for the null of the count of significant neurons."),
+    fdr_family: str = typer.Option("layer", "--fdr-family", help="Multiple-testing family: each layer, or the whole model."),
+    alpha: float = typer.Option(0.05, "--alpha", help="FDR level (and Bonferroni family-wise level)."),
+    cv: int = typer.Option(5, "--cv", help="Cross-validation folds for logistic regression and probes."),
+    rank_by: Optional[List[str]] = typer.Option(None, "--rank-by", help="Sparse-probe rankings (repeatable): mean_diff, anova_f, l1. Default all three."),
+    no_probes: bool = typer.Option(False, "--no-probes", help="Skip the sparse probes."),
+    max_tokens: Optional[int] = typer.Option(8000, "--max-tokens", help="Corpus contrasts: model tokens of corpus paragraphs read, drawn at random over the corpus (0: all)."),
+    max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Corpus contrasts: documents read."),
+    max_per_group: Optional[int] = typer.Option(500, "--max-per-group", help="At most this many samples (pairs) per group, drawn at random (0: all)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    as_json: bool = JsonOpt,
+):
+    """Neuron tuning to a contrast, layer by layer: tests, FDR, permutation null, probes, laminar profile."""
+    from lamina.analyses.contrasts import CONTRASTS, build_contrast
+    from lamina.errors import InputError
+
+    if contrast not in CONTRASTS + ("context",):
+        raise InputError(f"unknown contrast '{contrast}'; choose one of {', '.join(CONTRASTS + ('context',))}")
+    lm = load(model, seed)
+    if contrast == "context":
+        from lamina.analyses.context_lessons import context_effect
+
+        result = context_effect(lm, site=site, layers=layers, batch_size=batch_size)
+        paths = {}
+        if out is not None:
+            from lamina.report.tuning_report import write_context
+
+            paths = write_context(result, out)
+        if as_json:
+            print(dump(result.to_json()))
+            return
+        wide = result.per_layer.pivot(index="layer", columns="comparison", values="mean_r")
+        from rich.text import Text
+
+        t = Table(title=Text(f"{lm.spec}: {site}, mean r between activation vectors ({result.settings['n_words']} words)"))
+        t.add_column("layer", justify="right")
+        for c in wide.columns:
+            t.add_column(c, justify="right")
+        for L, row in wide.iterrows():
+            t.add_row(str(L), *[f"{v:.3f}" for v in row])
+        console.print(t)
+        if paths:
+            console.print(f"wrote {', '.join(p.name for p in paths.values())} to {out}")
+        return
+    from lamina.analyses.tuning import tune as run_tune
+
+    samples = build_contrast(
+        contrast, lm.tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
+        table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
+        max_tokens=max_tokens or None, max_docs=max_docs, max_per_group=max_per_group or None, seed=seed)
+    result = run_tune(lm, samples, site=site, layers=layers, permutations=permutations, fdr_family=fdr_family,
+                      alpha=alpha, cv=cv, rank_by=tuple(rank_by) if rank_by else ("mean_diff", "anova_f", "l1"),
+                      probes=not no_probes, batch_size=batch_size, seed=seed, progress=not as_json)
+    paths = {}
+    if out is not None:
+        from lamina.report.tuning_report import write_tuning
+
+        paths = write_tuning(result, out)
+    if as_json:
+        print(dump(result.to_json()))
+        return
+    _print_tune(result, out, paths)
+
+
+def _print_tune(result, out: Optional[Path], paths: dict) -> None:
+    s, lam = result.settings, result.laminar
+    from rich.text import Text
+
+    t = Table(title=Text(f"{s['contrast']} on {s['model']}: {s['site']} neurons, {json.dumps(s['group_sizes'])}"))
+    binary = s["kind"] == "binary"
+    cols = ["layer", "significant", "fraction", "null 95%", "best neuron", "t" if binary else "r"]
+    cols += ["best CV bal. acc", "probe AUC (k)"] if binary else ["median |r|"]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in lam.itertuples():
+        n = r.n_neurons
+        band = f"{r.null_low * n:.0f}-{r.null_high * n:.0f}" if hasattr(r, "null_high") else "-"
+        cells = [str(r.layer), str(r.n_significant), f"{r.fraction_significant:.1%}", band, str(r.best_neuron)]
+        if binary:
+            probe = f"{r.probe_best_auc:.3f} ({r.probe_best_k})" if hasattr(r, "probe_best_auc") else "-"
+            cells += [f"{r.best_t:.2f}", f"{r.best_cv_balanced_accuracy:.3f}", probe]
+        else:
+            cells += [f"{r.best_r:.3f}", f"{r.median_abs_r:.3f}"]
+        t.add_row(*cells)
+    console.print(t)
+    console.print(Text(s["statement"]))
+    if s.get("null_total"):
+        n = s["null_total"]
+        console.print(f"significant over all layers: {s['n_significant_total']} (permutation null: mean {n['mean']:.3g}, "
+                      f"95% {n['low']:g}-{n['high']:g}, p = {n['p_value']:.3g})", highlight=False)
+    for note in s["notes"]:
+        console.print(Text(f"note: {note}", style="dim"))
+    if paths:
+        console.print(f"wrote {len(paths)} files to {out} (tuning.html, tuning.png, neurons.csv, laminar.csv, ...)")

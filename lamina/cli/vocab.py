@@ -1,0 +1,103 @@
+"""Readings through the unembedding, no corpus needed: `lamina logit-lens` and `lamina project`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump, load,
+                               user_errors)
+
+
+@app.command("logit-lens")
+@user_errors
+def logit_lens_command(
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    text: Optional[List[str]] = TextOpt,
+    file: Optional[Path] = FileOpt,
+    truncate: bool = TruncOpt,
+    k: int = typer.Option(5, "-k", help="Top tokens kept per layer and position."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write logit_lens.csv, logit_lens_layers.csv and two PNGs here."),
+    as_json: bool = JsonOpt,
+):
+    """The logit lens: each block's raw residual through the model's own final norm and unembedding."""
+    from rich.text import Text
+
+    from lamina.analyses.logit_lens import logit_lens
+    from lamina.data.texts import read_texts
+
+    texts = read_texts(text, file)
+    lm = load(model, seed)
+    result = logit_lens(lm, texts, k=k, truncate=truncate)
+    if out is not None:
+        from lamina.report.logit_lens_plot import plot_lens_heatmap, plot_lens_layers
+
+        out.mkdir(parents=True, exist_ok=True)
+        table = result.table.assign(top_tokens=result.table["top_tokens"].map(json.dumps),
+                                    top_probs=result.table["top_probs"].map(json.dumps))
+        table.to_csv(out / "logit_lens.csv", index=False)
+        result.per_layer.to_csv(out / "logit_lens_layers.csv", index=False)
+        plot_lens_layers(result, out / "logit_lens_layers.png")
+        plot_lens_heatmap(result, out / "logit_lens_heatmap.png")
+    if as_json:
+        print(dump(result.to_dict()))
+        return
+    # Text titles: rich would turn "random:llama:" into an emoji.
+    table = Table(title=Text(f"{result.model}: logit lens on raw resid_post.L, means over "
+                             f"{result.info['n_tokens']} tokens of {len(result.texts)} text(s)"))
+    for col in ("block", "KL(final||lens)", "entropy", "rank of final top", "median rank", "top-1 agrees"):
+        table.add_column(col, justify="right")
+    for r in result.per_layer.itertuples():
+        table.add_row(str(r.layer), f"{r.kl:.4g}", f"{r.entropy:.3g}", f"{r.rank_of_final_top:.4g}",
+                      f"{r.median_rank_of_final_top:g}", f"{r.top1_agreement:.0%}")
+    console.print(table)
+    console.print(f"last block's lens vs the model's logits: max |diff| = {result.last_layer_max_abs_diff:.3g}")
+    if out is not None:
+        console.print(f"wrote logit_lens.csv, logit_lens_layers.csv, logit_lens_layers.png, logit_lens_heatmap.png to {out}")
+
+
+@app.command("project")
+@user_errors
+def project_command(
+    neuron: str = typer.Option(..., "--neuron", "-n", help="A neuron SITE:INDEX: mlp_post.L:i, or q/k/v.L:h*d_head+j."),
+    k: int = typer.Option(20, "-k", help="Tokens per list."),
+    model: str = ModelOpt,
+    seed: int = SeedOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write project.csv here."),
+    as_json: bool = JsonOpt,
+):
+    """Vocabulary projection of a neuron: the tokens it promotes and suppresses, and the tokens that drive it."""
+    from rich.text import Text
+
+    from lamina.analyses.projections import project
+
+    lm = load(model, seed)
+    df = project(lm, neuron, k=k)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "project.csv", index=False)
+    if as_json:
+        print(dump({"model": lm.spec, "neuron": df["neuron"].iat[0], "note": df.attrs["note"],
+                     "rows": df.to_dict(orient="records")}))
+        return
+    for (side, view), group in df.groupby(["side", "view"], sort=False):
+        table = Table(title=Text(f"{lm.spec} {df['neuron'].iat[0]}: {side} side, {view}"))
+        lists = list(group["direction"].unique())
+        for direction in lists:
+            table.add_column(direction, justify="left")
+            table.add_column("score", justify="right")
+        columns = [group[group["direction"] == d] for d in lists]
+        for i in range(max(len(c) for c in columns)):
+            cells = []
+            for c in columns:
+                cells += [Text(repr(c["token"].iat[i])), f"{c['score'].iat[i]:.3f}"] if i < len(c) else ["", ""]
+            table.add_row(*cells)
+        console.print(table)
+    notes = ([df.attrs["note"]] if (df["side"] == "output").any() else []) + ["input-side scores skip the block's input norm"]
+    console.print(Text("; ".join(notes), style="dim"))
+    if out is not None:
+        console.print(f"wrote {out / 'project.csv'}")
