@@ -197,6 +197,8 @@ def markdown(results: dict, args) -> str:
         f"- Python {env['python']}, torch {v['torch']}, transformers {v['transformers']}, "
         f"TransformerLens {v['transformer_lens']}, nnsight {v['nnsight']}, lamina {v['lamina']}",
         "", "## Command", "", f"```\n.venv/bin/python {results['command']}\n```", "",
+        *([f"Timing shapes merged from earlier runs: {'; '.join(results['merged'])}", ""]
+          if results.get("merged") else []),
         "Method: variants run round-robin in one process, each repeat starting at the next variant; "
         "`x bare` is the median over repeats of (variant time / bare forward time in the same repeat). "
         "The bare forward is `model.base_model` (no unembedding) under `torch.inference_mode()`, `use_cache=False`; "

@@ -230,10 +230,24 @@ def environment() -> dict:
             "ram_gib": mem, "python": platform.python_version(), "versions": versions, "load_average": os.getloadavg()}
 
 
+def merge(results: dict, paths: list[str]) -> None:
+    """Add the timing shapes of earlier runs' --json files (e.g. the slow 32x512 run, made alone)."""
+    for path in paths:
+        earlier = json.loads(Path(path).read_text())
+        for spec, model in earlier["models"].items():
+            if "timing" in model and "timing" in results["models"].get(spec, {}):
+                for label, rows in model["timing"]["shapes"].items():
+                    results["models"][spec]["timing"]["shapes"].setdefault(label, rows)
+            if "timing" in model:
+                results.setdefault("merged", []).append(f"{spec} {', '.join(model['timing']['shapes'])}: "
+                                                        f"{earlier['command']}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
+        merge(results, args.merge)
         Path(args.out).write_text(report.markdown(results, args))
         return
     skip = set(filter(None, args.skip.split(",")))
@@ -252,12 +266,7 @@ def main(argv=None) -> None:
     if "rss" not in skip:
         results["rss"] = rss_section(args)
     results["env"]["load_average_end"] = os.getloadavg()
-    for path in args.merge:  # timing shapes measured by an earlier run (e.g. the slow 32x512 one alone)
-        earlier = json.loads(Path(path).read_text())
-        for spec, model in earlier["models"].items():
-            if "timing" in model and "timing" in results["models"].get(spec, {}):
-                for label, rows in model["timing"]["shapes"].items():
-                    results["models"][spec]["timing"]["shapes"].setdefault(label, rows)
+    merge(results, args.merge)
     text = report.markdown(results, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
