@@ -42,13 +42,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="random:gpt2,smollm2-135m")
     p.add_argument("--shapes", default="8x128,32x512:3",
-                   help="batch x tokens[:repeats], comma-separated; a shape's own repeats override --repeats "
-                        "(32x512 takes 20-30 s a forward pass on 2 CPU threads)")
+                   help="batch x tokens[:repeats], comma-separated; a shape's own repeats override --repeats, "
+                        "and 0 repeats only warms up (32x512 takes 25-35 s a forward pass on 2 CPU threads)")
     p.add_argument("--repeats", type=int, default=12)
     p.add_argument("--tools", default=",".join(peers.TOOLS))
     p.add_argument("--threads", type=int, default=2, help="torch threads, here and in every child process")
     p.add_argument("--mem-shape", default="8x128", help="batch shape of the peak-memory children")
-    p.add_argument("--profile-tokens", type=int, default=64_000, help="corpus tokens of the end-to-end profile job")
+    p.add_argument("--profile-tokens", type=int, default=32_000, help="corpus tokens of the end-to-end profile job")
+    p.add_argument("--profile-rounds", type=int, default=2, help="runs of each profile job (the fastest is reported)")
     p.add_argument("--rss-tokens", default="128000,256000", help="corpus slices of the memory-flatness check "
                    "(extract's memory grows up to one shard, about 116k tokens of resid_post.6 on smollm2-135m)")
     p.add_argument("--memory-model", default="smollm2-135m", help="model of the load and memory-flatness checks")
@@ -66,7 +67,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.shapes = min(args.repeats, 3), "8x128"
-        args.profile_tokens, args.rss_tokens = 16_000, "16000,64000"
+        args.profile_tokens, args.rss_tokens, args.profile_rounds = 16_000, "16000,64000", 1
     args.rss_extract_tokens = args.rss_tokens + (",1000000" if args.full or args.full_profile else "")
     if args.full_profile:
         args.rss_tokens += ",1000000"
@@ -108,11 +109,11 @@ def check(lm, variants, ids, mask) -> dict[str, dict]:
     return result
 
 
-def time_variants(variants, ids, mask, repeats: int) -> dict[str, list[float]]:
+def time_variants(variants, ids, mask, repeats: int, warm_up: bool = True) -> dict[str, list[float]]:
     """Seconds per call of each variant, `repeats` times, round-robin with a rotating start."""
     times = {v.name: [] for v in variants}
     with torch.inference_mode():
-        for v in variants:  # warm-up: first-call allocations and lazy initialization
+        for v in variants if warm_up else []:  # first-call lazy initialization (once per process is enough)
             v.run(ids, mask)
         for r in range(repeats):
             k = r % len(variants)
@@ -143,12 +144,15 @@ def timing_section(args, spec: str) -> dict:
     checks = check(lm, variants, ids, mask)
     out = {"n_layers": lm.n_layers, "model_mb": jobs.model_mb(lm), "missing": missing, "checks": checks,
            "variants": [v.name for v in variants], "shapes": {}}
-    for text in args.shapes.split(","):
+    for i, text in enumerate(args.shapes.split(",")):
         (b, t), repeats, label = shape(text), shape_repeats(text, args.repeats), text.split(":")[0]
         ids, mask = jobs.text_batch(lm, b, t)
         print(f"[timing] {spec} {label}: {len(variants)} variants x {repeats} repeats", flush=True)
-        out["shapes"][label] = summarize(time_variants(variants, ids, mask, repeats), b * t)
-        print(report.timing_table(out, label), flush=True)
+        # Warm-up runs on the first shape only: a 32 x 512 pass takes half a minute on 2 CPU threads.
+        times = time_variants(variants, ids, mask, repeats, warm_up=i == 0)
+        if repeats:  # a shape with 0 repeats only warms the variants up (e.g. 2x32:0 before 32x512:2)
+            out["shapes"][label] = summarize(times, b * t)
+            print(report.timing_table(out, label), flush=True)
     return out
 
 
@@ -181,12 +185,21 @@ def memory_section(args, spec: str, variants: list[str]) -> dict:
 
 
 def profile_section(args, spec: str) -> dict:
+    """Each method's job `--profile-rounds` times, one process each, the order rotating every round (jobs
+    minutes apart see different machine states); a method's row is its fastest run, with every run listed."""
+    methods = [m for m in ("bare", "lamina", "hf-hooks", "tl", "nnsight")
+               if m not in ("tl", "nnsight") or m in args.tools.split(",")]
+    runs = {m: [] for m in methods}
+    for r in range(args.profile_rounds):
+        k = r % len(methods)
+        for method in methods[k:] + methods[:k]:
+            print(f"[profile] {spec} {method} {args.profile_tokens} tokens (round {r + 1})", flush=True)
+            runs[method].append(child(["profile", spec, method, str(args.profile_tokens)])[0])
     rows = {}
-    for method in ("bare", "lamina", "hf-hooks", "tl", "nnsight"):
-        if method in ("tl", "nnsight") and method not in args.tools.split(","):
-            continue
-        print(f"[profile] {spec} {method} {args.profile_tokens} tokens", flush=True)
-        rows[method] = child(["profile", spec, method, str(args.profile_tokens)])[0]
+    for method, results in runs.items():
+        good = [x for x in results if "error" not in x]
+        rows[method] = dict(max(good, key=lambda x: x["tokens_per_s"]), runs_tokens_per_s=[
+            x["tokens_per_s"] for x in good]) if good else results[0]
     return rows
 
 
@@ -231,16 +244,28 @@ def environment() -> dict:
 
 
 def merge(results: dict, paths: list[str]) -> None:
-    """Add the timing shapes of earlier runs' --json files (e.g. the slow 32x512 run, made alone)."""
+    """Fill in what this run skipped from earlier runs' --json files (e.g. the slow 32x512 timing, made
+    alone): whole sections this run lacks, and timing shapes it did not measure."""
     for path in paths:
         earlier = json.loads(Path(path).read_text())
+        taken = []
         for spec, model in earlier["models"].items():
-            if "timing" in model and "timing" in results["models"].get(spec, {}):
-                for label, rows in model["timing"]["shapes"].items():
-                    results["models"][spec]["timing"]["shapes"].setdefault(label, rows)
-            if "timing" in model:
-                results.setdefault("merged", []).append(f"{spec} {', '.join(model['timing']['shapes'])}: "
-                                                        f"{earlier['command']}")
+            current = results["models"].setdefault(spec, {})
+            for section, value in model.items():
+                if section not in current:
+                    current[section] = value
+                    taken.append(f"{spec} {section}")
+                elif section == "timing":
+                    for label, rows in value["shapes"].items():
+                        if label not in current["timing"]["shapes"]:
+                            current["timing"]["shapes"][label] = rows
+                            taken.append(f"{spec} timing {label}")
+        for section in ("load", "rss"):
+            if section in earlier and section not in results:
+                results[section] = earlier[section]
+                taken.append(section)
+        if taken:
+            results.setdefault("merged", []).append(f"{', '.join(taken)} from `{earlier['command']}`")
 
 
 def main(argv=None) -> None:

@@ -40,7 +40,8 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
     if any(s.kind == "hidden" for s in parsed):
         raise InputError("extract stores hook sites; hidden.I equals a named site (see `lamina verify`)")
     windows = corpus_windows(lm, docs, context, stride, pack, max_tokens)
-    row_bytes = sum(site_widths(lm, parsed).values()) * STORAGE_DTYPES[dtype].itemsize
+    widths = site_widths(lm, parsed)
+    row_bytes = sum(widths.values()) * STORAGE_DTYPES[dtype].itemsize
     per_shard = windows_per_shard or max(batch_size, (SHARD_BYTES // max(row_bytes * context, 1)) // batch_size * batch_size)
     n_shards = -(-len(windows) // per_shard)
     settings = {
@@ -63,18 +64,24 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
     done = complete_shards(folder)
     todo = [i for i in range(n_shards) if i % workers == worker and i not in done]
     pad = lm.tokenizer.pad_token_id
-    store_dtype = STORAGE_DTYPES[dtype]
     for index in tqdm(todo, desc=f"extract -> {folder.name}", unit="shard", disable=not progress):
         chunk = windows[index * per_shard:(index + 1) * per_shard]
-        parts: dict[str, list[torch.Tensor]] = {s.name: [] for s in parsed}
-        parts["token_id"], parts["row_id"] = [], []
+        # One buffer per site, sized for the shard and filled in place: no list of batch pieces to
+        # concatenate (a second copy), and the same large allocation every shard, so memory stays flat.
+        capacity = sum(len(w.ids) for w in chunk)
+        tensors = {s.name: torch.empty(capacity, widths[s.name], dtype=STORAGE_DTYPES[dtype]) for s in parsed}
+        tensors["token_id"] = torch.empty(capacity, dtype=torch.long)
+        tensors["row_id"] = torch.empty(capacity, dtype=torch.long)
+        n = 0
         for batch in batches(chunk, batch_size, pad, skip_first):
             acts = lm.capture({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}, parsed)
+            rows = int(batch.count.sum())
             for s in parsed:
-                parts[s.name].append(acts[s.name][batch.count].flatten(1).to(store_dtype))
-            parts["token_id"].append(batch.input_ids[batch.count])
-            parts["row_id"].append(batch.row_ids[batch.count])
-        tensors = {k: torch.cat(v) for k, v in parts.items()}
+                tensors[s.name][n:n + rows] = acts[s.name][batch.count].flatten(1)
+            tensors["token_id"][n:n + rows] = batch.input_ids[batch.count]
+            tensors["row_id"][n:n + rows] = batch.row_ids[batch.count]
+            n += rows
+        tensors = {k: v[:n] for k, v in tensors.items()}  # leading rows of a contiguous tensor: contiguous
         write_shard(folder, index, tensors, {"windows": [index * per_shard, index * per_shard + len(chunk)],
-                                             "n_rows": int(tensors["row_id"].shape[0])})
+                                             "n_rows": n})
     return ActivationStore(folder)
