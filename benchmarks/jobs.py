@@ -7,6 +7,7 @@ Each job prints one JSON line as its last line of output:
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import resource
@@ -115,6 +116,47 @@ def profile_job(spec: str, method: str, max_tokens: int, batch_size: int = 8, co
             "rss_mb": peak_rss_mb(), "model_mb": model_mb(lm), "stats": runner_stats}
 
 
+def profile_paired_job(spec: str, max_tokens: int, rounds: int, batch_size: int = 8, context: int = 128) -> dict:
+    """Every profile method in ONE process, round-robin over `rounds` with a rotating start, the same corpus
+    slice each time: each method's time divided by the bare forward's in the same round (paired)."""
+    import statistics
+
+    from lamina.analyses.profile import profile
+    from lamina.data.windows import batches, corpus_windows
+
+    torch.set_num_threads(THREADS)
+    lm = load(spec)
+    docs = corpus(max_tokens)
+    hooked = copy.copy(lm)  # the hand-written hooks stay on a copy of the model: they would slow the others
+    hooked.model = copy.deepcopy(lm.model)
+    runners = {m: peers.profile_runner(hooked if m == "hf-hooks" else lm, m) for m in ("bare", "hf-hooks", "tl", "nnsight")}
+    windows = corpus_windows(lm, docs, context, None, False, max_tokens)
+
+    def run(method):
+        if method == "lamina":
+            return profile(lm, docs, kind="resid_post", context=context, batch_size=batch_size,
+                           max_tokens=max_tokens, progress=False)
+        return peers.profile_loop(lm, batches(windows, batch_size, lm.tokenizer.pad_token_id), runners[method])
+
+    methods = ["bare", "lamina", "hf-hooks", "tl", "nnsight"]
+    for method in methods:  # warm-up on a small slice: lazy initialization stays off the clock
+        ids, mask = text_batch(lm, 2, 32)
+        with torch.inference_mode():
+            lm.capture({"input_ids": ids, "attention_mask": mask}, ["resid_post"]) if method == "lamina" else \
+                runners[method](ids, mask)
+    times = {m: [] for m in methods}
+    for r in range(rounds):
+        k = r % len(methods)
+        for method in methods[k:] + methods[:k]:
+            start = time.perf_counter()
+            run(method)
+            times[method].append(time.perf_counter() - start)
+    tokens = sum(len(w.ids) - w.first_counted for w in windows)
+    return {"tokens": tokens, "rounds": rounds, "methods": {
+        m: {"seconds": ts, "tokens_per_s": tokens / statistics.median(ts),
+            "ratio": statistics.median(b / t for b, t in zip(times["bare"], ts))} for m, ts in times.items()}}
+
+
 def extract_job(spec: str, max_tokens: int, site: str = "resid_post.6") -> dict:
     from lamina.extract import extract
 
@@ -155,6 +197,8 @@ def main(argv: list[str]) -> None:
         out = mem_job(spec, variant, b, t)
     elif job == "profile":
         out = profile_job(args[0], args[1], int(args[2]))
+    elif job == "profile-paired":
+        out = profile_paired_job(args[0], int(args[1]), int(args[2]))
     elif job == "extract":
         out = extract_job(args[0], int(args[1]))
     else:

@@ -81,6 +81,17 @@ def profile_table(profile: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_table(paired: dict) -> str:
+    if "error" in paired:
+        return f"n/a ({paired['error']})"
+    lines = ["| job | tokens/s (median) | x bare tokens/s (paired, median) | seconds per round |",
+             "| --- | ---: | ---: | --- |"]
+    for method, r in paired["methods"].items():
+        lines.append(f"| {method} | {r['tokens_per_s']:,.0f} | {r['ratio']:.3f} | "
+                     f"{', '.join(f'{t:.1f}' for t in r['seconds'])} |")
+    return "\n".join(lines)
+
+
 def load_table(load: dict) -> str:
     lines = ["| run | import lamina s | lamina.load() s | of which anatomy check s | whole process s | source |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
@@ -130,7 +141,14 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
                         out.append((f"{spec} {shape}: lamina {label} at or below the fastest peer",
                                     f"lamina {ours:.3f}x, fastest peer {best} {fastest:.3f}x",
                                     "met" if ours <= fastest else "missed"))
-        prof = model.get("profile", {})
+        paired = model.get("profile_paired", {}).get("methods")
+        if paired:
+            ours = paired["lamina"]["ratio"]
+            others = {m: r["ratio"] for m, r in paired.items() if m not in ("bare", "lamina")}
+            out.append((f"{spec}: profile >= 0.9x bare tokens/s and faster than each peer loop (paired, one process)",
+                        f"lamina {ours:.3f}x bare; peers " + ", ".join(f"{m} {r:.3f}x" for m, r in others.items()),
+                        "met" if ours >= 0.9 and all(ours > r for r in others.values()) else "missed"))
+        prof = model.get("profile", {}) if not paired else {}
         if "lamina" in prof and "error" not in prof["lamina"]:
             tps = prof["lamina"]["tokens_per_s"]
             bare = prof.get("bare", {}).get("tokens_per_s")
@@ -236,6 +254,15 @@ def markdown(results: dict, args) -> str:
                       "minutes apart, so ratios here carry the machine's drift (a few %); the interleaved timing "
                       "tables above are the precise comparison.", "",
                       profile_table(model["profile"]), ""]
+        if model.get("profile_paired"):
+            p = model["profile_paired"]
+            lines += [f"### End-to-end profile, paired in one process ({p.get('tokens', 0):,} tokens x "
+                      f"{p.get('rounds', 0)} rounds)", "",
+                      "The same jobs (lamina's `profile()` itself; the peers' loops over the same windows) run "
+                      "round-robin in one process with a rotating start, each on its own model copy; a job's "
+                      "ratio is the median over rounds of (bare seconds / its seconds) in the same round. This "
+                      "is the comparison the profile target is judged on; the table above gives memory.", "",
+                      paired_table(p), ""]
     if results.get("load"):
         lines += ["## Embedded model load (smollm2-135m)", "",
                   "Each run is a fresh process with `LAMINA_CACHE` in a new temporary folder: the first converts the "

@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--mem-shape", default="8x128", help="batch shape of the peak-memory children")
     p.add_argument("--profile-tokens", type=int, default=32_000, help="corpus tokens of the end-to-end profile job")
     p.add_argument("--profile-rounds", type=int, default=2, help="runs of each profile job (the fastest is reported)")
+    p.add_argument("--paired-tokens", type=int, default=8_000, help="corpus tokens of the paired profile comparison")
+    p.add_argument("--paired-rounds", type=int, default=4, help="rounds of the paired profile comparison")
     p.add_argument("--rss-tokens", default="128000,256000", help="corpus slices of the memory-flatness check "
                    "(extract's memory grows up to one shard, about 116k tokens of resid_post.6 on smollm2-135m)")
     p.add_argument("--memory-model", default="smollm2-135m", help="model of the load and memory-flatness checks")
@@ -59,7 +61,7 @@ def parse_args(argv=None):
                    help="also a 1M-token profile (about 25 min for smollm2-135m on 2 CPU threads)")
     p.add_argument("--merge", action="append", default=[],
                    help="a --json file of an earlier run whose timing shapes join this run's tables (repeatable)")
-    p.add_argument("--skip", default="", help="sections to skip: timing,memory,profile,load,rss")
+    p.add_argument("--skip", default="", help="sections to skip: timing,memory,profile,paired,load,rss")
     p.add_argument("--note", default="", help="a line printed under the title (e.g. 'smoke run')")
     p.add_argument("--out", default="docs/BENCHMARKS.md")
     p.add_argument("--json", default="", help="also write every measurement to this JSON file")
@@ -203,6 +205,11 @@ def profile_section(args, spec: str) -> dict:
     return rows
 
 
+def profile_paired_section(args, spec: str) -> dict:
+    print(f"[profile-paired] {spec} {args.paired_tokens} tokens x {args.paired_rounds} rounds", flush=True)
+    return child(["profile-paired", spec, str(args.paired_tokens), str(args.paired_rounds)], timeout=6 * 3600)[0]
+
+
 def load_section() -> dict:
     with tempfile.TemporaryDirectory(prefix="lamina-bench-cache-") as cache:
         env = {"LAMINA_CACHE": cache}
@@ -266,6 +273,7 @@ def merge(results: dict, paths: list[str]) -> None:
                 taken.append(section)
         if taken:
             results.setdefault("merged", []).append(f"{', '.join(taken)} from `{earlier['command']}`")
+            results["merged"] += earlier.get("merged", [])  # what that run had itself taken from others
 
 
 def main(argv=None) -> None:
@@ -286,6 +294,8 @@ def main(argv=None) -> None:
             model["memory"] = memory_section(args, spec, variant_names(args.tools.split(",")))
         if "profile" not in skip:
             model["profile"] = profile_section(args, spec)
+        if "paired" not in skip:
+            model["profile_paired"] = profile_paired_section(args, spec)
     if "load" not in skip:
         results["load"] = load_section()
     if "rss" not in skip:
