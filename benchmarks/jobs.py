@@ -139,11 +139,11 @@ def profile_paired_job(spec: str, max_tokens: int, rounds: int, batch_size: int 
         return peers.profile_loop(lm, batches(windows, batch_size, lm.tokenizer.pad_token_id), runners[method])
 
     methods = ["bare", "lamina", "hf-hooks", "tl", "nnsight"]
-    for method in methods:  # warm-up on a small slice: lazy initialization stays off the clock
-        ids, mask = text_batch(lm, 2, 32)
-        with torch.inference_mode():
-            lm.capture({"input_ids": ids, "attention_mask": mask}, ["resid_post"]) if method == "lamina" else \
-                runners[method](ids, mask)
+    ids, mask = text_batch(lm, 2, 32)
+    with torch.inference_mode():  # warm-up on a small batch: lazy initialization stays off the clock
+        lm.capture({"input_ids": ids, "attention_mask": mask}, ["resid_post"])
+        for runner in runners.values():
+            runner(ids, mask)
     times = {m: [] for m in methods}
     for r in range(rounds):
         k = r % len(methods)
