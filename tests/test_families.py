@@ -17,7 +17,6 @@ import torch
 
 import lamina
 from lamina.anatomy import anatomy_for
-from lamina.anatomy.check import check_anatomy
 from lamina.errors import UnsupportedArchitectureError
 from lamina.models.language_model import LanguageModel
 from lamina.models.random_models import load_random
@@ -236,7 +235,7 @@ def test_family(models, model_type):
     assert lm.anatomy.family.name == family
     assert lm.anatomy.parallel == (model_type in PARALLEL)
     assert (lm.anatomy.n_heads, lm.anatomy.n_kv_heads, lm.anatomy.d_head) == shape
-    check_anatomy(lm)                            # again, with every norm weight and bias redrawn
+    lm.check_anatomy()                            # again, with every norm weight and bias redrawn
     report = lamina.verify(lm)
     assert report["ok"], report
     N = lm.n_layers
@@ -260,7 +259,7 @@ def test_config_variants(model_type, overrides, parallel, kv_heads):
     lm = LanguageModel(model.eval(), tokenizer, anatomy_for(model), f"random:{model_type}")
     assert lm.anatomy.parallel == parallel and lm.anatomy.n_kv_heads == kv_heads
     assert ("resid_mid" in lm.anatomy.kinds) != parallel
-    check_anatomy(lm)
+    lm.check_anatomy()
     assert lamina.verify(lm)["ok"]
     reference, (heads, _, d_head), _ = NEW_TYPES[model_type]
     _prove_by_hand(lm, reference, (heads, kv_heads, d_head))
