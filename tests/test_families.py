@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import lamina
+from lamina.analyses.projections import norm_weight
 from lamina.anatomy import anatomy_for
 from lamina.errors import UnsupportedArchitectureError
 from lamina.models.language_model import LanguageModel
@@ -302,6 +303,7 @@ def test_olmo_final_norm_eps_is_the_hard_coded_one(models):
         want = lm.model.get_submodule(lm.anatomy.family.final_norm)(x)  # no weight, no bias
     _assert_close(normalized, want, "final_norm.normalized")
     _assert_close(scale.squeeze(-1), torch.sqrt(x.var(-1, unbiased=False) + 1e-5), "final_norm.scale")
+    _assert_close(norm_weight(lm), torch.ones(lm.anatomy.d_model), "the final norm's gain")  # no weight: 1
 
 
 @pytest.mark.parametrize("model_type, overrides, site", [

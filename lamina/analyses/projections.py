@@ -38,14 +38,15 @@ def norm_gain(module: torch.nn.Module, d_model: int, samples: int = 64) -> torch
     Measured from the module's outputs rather than read from `.weight`, because conventions differ
     (Gemma's norms multiply by 1 + weight). For zero-mean x, LayerNorm and RMSNorm normalise alike.
     """
-    p = next(module.parameters())
+    p = next(module.parameters(), None)  # None: a norm without weights (OLMo 1), measured as a gain of 1
+    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
     x = torch.randn(samples, d_model, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = x - x.mean(-1, keepdim=True)
     n = x / x.pow(2).mean(-1, keepdim=True).sqrt()                         # zero mean, rms 1 [samples, d]
     with torch.no_grad():
-        y = module((100 * n).to(p.device, p.dtype)).double().cpu()          # rms 100: eps is negligible
+        y = module((100 * n).to(device, dtype)).double().cpu()              # rms 100: eps is negligible
     n, y = n - n.mean(0), y - y.mean(0)                                     # the bias b drops out
-    return ((n * y).sum(0) / (n * n).sum(0)).float().to(p.device)          # least squares, per coordinate
+    return ((n * y).sum(0) / (n * n).sum(0)).float().to(device)            # least squares, per coordinate
 
 
 def norm_weight(lm) -> torch.Tensor:
