@@ -15,7 +15,7 @@ Per-family notes, with every table as prose: docs/SITES.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 
 @dataclass(frozen=True)
