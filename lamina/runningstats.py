@@ -232,9 +232,13 @@ class RunningTopK(_Stat):
     are exact but which row ids are kept is up to torch.topk.
     """
 
-    def __init__(self, k, largest=True, by_abs=False):
-        """k slots per dimension; by_abs ranks by |x| but stores the signed value."""
+    def __init__(self, k, largest=True, by_abs=False, group_bits=None):
+        """k slots per dimension; by_abs ranks by |x| but stores the signed value.
+
+        group_bits: rows whose ids share `row_id >> group_bits` form a group (a document, for row ids
+        doc << 24 | position) and at most one row of each group is kept per dimension, its best."""
         self.k, self.largest, self.by_abs = int(k), bool(largest), bool(by_abs)
+        self.group_bits = None if group_bits is None or int(group_bits) < 0 else int(group_bits)
         self.fill = -math.inf if self.largest else math.inf
         self.values = None  # [k, d] float64
         self.row_ids = None  # [k, d] int64
@@ -246,8 +250,11 @@ class RunningTopK(_Stat):
         return key.masked_fill(ids < 0, -math.inf)
 
     def _keep(self, v, ids):
-        """Keep the best k rows of candidates v, ids [m, d] into self."""
-        idx = self._key(v, ids).topk(self.k, dim=0).indices  # [k, d]
+        """Keep the best k rows of candidates v, ids [m, d] into self (one per group when grouped)."""
+        key = self._key(v, ids)
+        if self.group_bits is not None and v.shape[0] > self.k:
+            key = self._drop_repeats(key, ids)
+        idx = key.topk(min(self.k, key.shape[0]), dim=0).indices  # [k, d]
         self.values, self.row_ids = v.gather(0, idx), ids.gather(0, idx)
         return self
 
@@ -260,11 +267,38 @@ class RunningTopK(_Stat):
         if self.values is None:
             self.values = torch.full((self.k, x.shape[1]), self.fill, dtype=torch.float64, device=x.device)
             self.row_ids = torch.full_like(self.values, -1, dtype=torch.int64)
+        if self.group_bits is not None:  # first the batch's own best k, one per group: few candidates to merge
+            x, ids = self._group_best(x, ids)
         return self._keep(torch.cat([self.values, x]), torch.cat([self.row_ids, ids]))
+
+    def _group_best(self, x, ids):
+        """Per dimension, the best row of each group in a batch, then the best k of those: [<=k, d]."""
+        key = self._key(x, ids)
+        groups, inverse = torch.unique(ids.max(1).values >> self.group_bits, return_inverse=True)  # a row's id
+        best = torch.full((len(groups), x.shape[1]), -math.inf, dtype=key.dtype, device=x.device)
+        best.scatter_reduce_(0, inverse[:, None].expand_as(key), key, "amax")
+        rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(key)
+        winner = torch.where(key == best[inverse], rows, x.shape[0])          # first row reaching the max
+        first = torch.full_like(best, x.shape[0], dtype=torch.int64).scatter_reduce_(
+            0, inverse[:, None].expand_as(key), winner, "amin").clamp(max=x.shape[0] - 1)
+        v, i = x.gather(0, first), ids.gather(0, first)
+        i = i.masked_fill(best == -math.inf, -1)
+        top = self._key(v, i).topk(min(self.k, len(groups)), dim=0).indices
+        return v.gather(0, top), i.gather(0, top)
+
+    def _drop_repeats(self, key, ids):
+        """Key -inf for every candidate whose group already has a better candidate in its column."""
+        order = key.argsort(dim=0, descending=True, stable=True)               # [m, d]
+        g = (ids >> self.group_bits).gather(0, order)
+        m = g.shape[0]
+        earlier = torch.ones(m, m, dtype=torch.bool, device=g.device).tril(-1)  # j < i
+        repeat = ((g[:, None, :] == g[None, :, :]) & earlier[:, :, None]).any(1)  # [m, d]
+        return key.scatter(0, order, key.gather(0, order).masked_fill(repeat, -math.inf))
 
     def merge(self, other):
         """Fold in another RunningTopK with the same k, largest, by_abs."""
-        assert (self.k, self.largest, self.by_abs) == (other.k, other.largest, other.by_abs)
+        assert (self.k, self.largest, self.by_abs, self.group_bits) == (other.k, other.largest, other.by_abs,
+                                                                          other.group_bits)
         if other.values is None:
             return self
         if self.values is None:
@@ -278,16 +312,75 @@ class RunningTopK(_Stat):
 
     def state_dict(self):
         """Plain tensors: k, largest, by_abs, and values/row_ids (if non-empty)."""
-        sd = {"k": torch.tensor(self.k), "largest": torch.tensor(self.largest), "by_abs": torch.tensor(self.by_abs)}
+        sd = {"k": torch.tensor(self.k), "largest": torch.tensor(self.largest), "by_abs": torch.tensor(self.by_abs),
+              "group_bits": torch.tensor(-1 if self.group_bits is None else self.group_bits)}
         if self.values is not None:
             sd.update(values=self.values, row_ids=self.row_ids)
         return sd
 
     def load_state_dict(self, sd):
         """Restore from state_dict() output."""
-        self.__init__(int(sd["k"]), bool(sd["largest"]), bool(sd["by_abs"]))
+        self.__init__(int(sd["k"]), bool(sd["largest"]), bool(sd["by_abs"]), int(sd.get("group_bits", -1)))
         if "values" in sd:
             self.values, self.row_ids = sd["values"].clone(), sd["row_ids"].clone()
+        return self
+
+
+def row_hash(row_ids):
+    """A fixed pseudo-random number in [0, 1) per row id (splitmix64): the same for a row in any run or split."""
+    import numpy as np
+
+    z = np.asarray(row_ids, dtype=np.int64).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return torch.from_numpy((z >> np.uint64(11)).astype(np.float64) / float(1 << 53))
+
+
+class RowReservoir(_Stat):
+    """A uniform random sample of rows with their values: the `size` rows of smallest `row_hash`.
+
+    The hash fixes each row's key, so the sample does not depend on batch order or on how rows were split
+    between workers: merging two reservoirs gives exactly the reservoir of the union."""
+
+    def __init__(self, size):
+        self.size = int(size)
+        self.keys = self.row_ids = self.values = None  # [r], [r], [r, d] (r <= size)
+
+    def _keep(self, keys, ids, values):
+        idx = keys.topk(min(self.size, keys.numel()), largest=False).indices
+        idx = idx[keys[idx].argsort()]  # smallest key first: any prefix is itself a uniform sample
+        self.keys, self.row_ids, self.values = keys[idx], ids[idx], values[idx]
+        return self
+
+    def update(self, x, row_ids):
+        """Add a batch x [n, d] (or [..., d]) with row_ids [n] (or [...])."""
+        x = _rows(x)
+        ids = torch.as_tensor(row_ids, dtype=torch.int64).reshape(-1)
+        keys = row_hash(ids.numpy())
+        if self.keys is not None:
+            keys, ids, x = torch.cat([self.keys, keys]), torch.cat([self.row_ids, ids]), torch.cat([self.values, x])
+        return self._keep(keys, ids, x)
+
+    def merge(self, other):
+        if other.keys is None:
+            return self
+        if self.keys is None:
+            return self._keep(other.keys.clone(), other.row_ids.clone(), other.values.clone())
+        return self._keep(torch.cat([self.keys, other.keys]), torch.cat([self.row_ids, other.row_ids]),
+                          torch.cat([self.values, other.values]))
+
+    def state_dict(self):
+        sd = {"size": torch.tensor(self.size)}
+        if self.keys is not None:
+            sd.update(keys=self.keys, row_ids=self.row_ids, values=self.values)
+        return sd
+
+    def load_state_dict(self, sd):
+        self.__init__(int(sd["size"]))
+        if "keys" in sd:
+            self.keys, self.row_ids, self.values = sd["keys"].clone(), sd["row_ids"].clone(), sd["values"].clone()
         return self
 
 
