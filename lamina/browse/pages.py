@@ -116,7 +116,8 @@ def neuron_page(r: dict) -> str:
     edges = h["edges"]
     centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
     keep = [i for i, c in enumerate(h["counts"]) if c]
-    spec = {"data": [{"type": "bar", "x": [f"{centers[i]:.3g}" for i in keep], "y": [h["counts"][i] for i in keep]}],
+    spec = {"data": [{"type": "bar", "x": [centers[i] for i in keep], "y": [h["counts"][i] for i in keep],
+                      "width": [edges[i + 1] - edges[i] for i in keep]}],
             "layout": {"title": "histogram (signed-log bins)", "yaxis": {"type": "log"}, "margin": {"t": 40},
                        "xaxis": {"title": "activation (bin centre)"}}}
     examples = "".join(heatmap(e, top) for e in r["top_examples"]) or "<p>none</p>"
