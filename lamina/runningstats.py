@@ -37,9 +37,12 @@ class RunningMoments(_Stat):
         for k in self.KEYS:
             setattr(self, k, None)  # each [d]
 
-    def update(self, x):
-        """Add a batch x [..., d]: compute its central moments, then merge them in."""
-        x = _rows(x)
+    def update(self, x, dtype=torch.float64):
+        """Add a batch x [..., d]: compute its central moments, then merge them in.
+
+        dtype=torch.float32 computes the batch's moments in float32 (about twice as fast; each column's sums
+        over one batch carry float32 rounding) before the float64 merge."""
+        x = x.reshape(-1, x.shape[-1]).to(dtype)
         if x.shape[0] == 0:
             return self
         b = RunningMoments()
@@ -47,8 +50,13 @@ class RunningMoments(_Stat):
         c = x - b.mean
         c2 = c * c
         b.m2, b.m3, b.m4 = c2.sum(0), (c2 * c).sum(0), (c2 * c2).sum(0)
-        b.min, b.max = x.min(0).values, x.max(0).values
+        low, high = torch.aminmax(x, dim=0)
+        b.min, b.max = low, high
         b.npos, b.sum_abs = (x > 0).sum(0), x.abs().sum(0)
+        if dtype != torch.float64:
+            for k in self.KEYS:
+                if k != "npos":
+                    setattr(b, k, getattr(b, k).double())
         return self.merge(b)
 
     def merge(self, other):
@@ -150,8 +158,11 @@ class RunningHistogram(_Stat):
 
     def update(self, x):
         """Add a batch x [..., d]."""
-        x = _rows(x)
-        B, e = self.nbins, self.edges.to(x.device)
+        # float32 values against edges that float32 holds exactly: bucketize in float32 gives the same bins
+        exact = x.dtype in (torch.float32, torch.float16, torch.bfloat16) and torch.equal(self.edges.float().double(),
+                                                                                         self.edges)
+        x = x.reshape(-1, x.shape[-1]).float() if exact else _rows(x)
+        B, e = self.nbins, self.edges.to(x.device, x.dtype)
         s = torch.bucketize(x, e, right=True)  # [n, d]: number of edges <= x, 0 = underflow
         s[x == e[-1]] = B  # right edge is inside the last bin, like numpy
         s[x.isnan()] = B + 2
@@ -249,13 +260,17 @@ class RunningTopK(_Stat):
         key = key if self.largest else -key
         return key.masked_fill(ids < 0, -math.inf)
 
-    def _keep(self, v, ids):
-        """Keep the best k rows of candidates v, ids [m, d] into self (one per group when grouped)."""
+    def _select(self, v, ids):
+        """The best k rows of candidates v, ids [m, d] (one per group when grouped): (values, row_ids) [k, d]."""
         key = self._key(v, ids)
         if self.group_bits is not None and v.shape[0] > self.k:
             key = self._drop_repeats(key, ids)
         idx = key.topk(min(self.k, key.shape[0]), dim=0).indices  # [k, d]
-        self.values, self.row_ids = v.gather(0, idx), ids.gather(0, idx)
+        return v.gather(0, idx), ids.gather(0, idx)
+
+    def _keep(self, v, ids):
+        """Keep the best k rows of candidates v, ids [m, d] into self."""
+        self.values, self.row_ids = self._select(v, ids)
         return self
 
     def update(self, x, row_ids):
@@ -269,6 +284,14 @@ class RunningTopK(_Stat):
             self.row_ids = torch.full_like(self.values, -1, dtype=torch.int64)
         if self.group_bits is not None:  # first the batch's own best k, one per group: few candidates to merge
             x, ids = self._group_best(x, ids)
+        # only the columns where some new value beats the k-th kept one can change: most, once the stream runs
+        cols = (self._key(x, ids) > self._key(self.values[-1:], self.row_ids[-1:])).any(0).nonzero().flatten()
+        if len(cols) < x.shape[1]:
+            if len(cols) == 0:
+                return self
+            self.values[:, cols], self.row_ids[:, cols] = self._select(
+                torch.cat([self.values[:, cols], x[:, cols]]), torch.cat([self.row_ids[:, cols], ids[:, cols]]))
+            return self
         return self._keep(torch.cat([self.values, x]), torch.cat([self.row_ids, ids]))
 
     def _group_best(self, x, ids):
@@ -356,9 +379,13 @@ class RowReservoir(_Stat):
 
     def update(self, x, row_ids):
         """Add a batch x [n, d] (or [..., d]) with row_ids [n] (or [...])."""
-        x = _rows(x)
         ids = torch.as_tensor(row_ids, dtype=torch.int64).reshape(-1)
         keys = row_hash(ids.numpy())
+        x = x.reshape(-1, x.shape[-1])
+        if self.keys is not None and len(self.keys) == self.size:  # full: only rows under the largest key enter
+            enter = keys < self.keys[-1]
+            keys, ids, x = keys[enter], ids[enter], x[enter]
+        x = _rows(x)
         if self.keys is not None:
             keys, ids, x = torch.cat([self.keys, keys]), torch.cat([self.row_ids, ids]), torch.cat([self.values, x])
         return self._keep(keys, ids, x)

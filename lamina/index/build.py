@@ -35,7 +35,7 @@ INDEX = "index"
 def signed_log_edges(lo: float = 1e-3, hi: float = 1e4, per_decade: int = 8) -> torch.Tensor:
     """Histogram edges -hi..-lo, lo..hi, geometric per sign, one bin [-lo, lo] around zero."""
     pos = torch.logspace(np.log10(lo), np.log10(hi), round(np.log10(hi / lo) * per_decade) + 1, dtype=torch.float64)
-    return torch.cat([-pos.flip(0), pos])
+    return torch.cat([-pos.flip(0), pos]).float().double()  # values float32 holds exactly: binned in float32
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,11 @@ class SiteState:
         self.sample = RowReservoir(s.reservoir)
 
     def update(self, x: torch.Tensor, row_ids: torch.Tensor) -> None:
-        x = x.double()
-        self.moments.update(x)
+        x = x.float()                                   # [n, d]: batch sums in float32, merged in float64
+        self.moments.update(x, dtype=torch.float32)
         self.hist.update(x)
         self.top.update(x, row_ids)
-        self.sample.update(x.float(), row_ids)
+        self.sample.update(x, row_ids)
 
     def merge(self, other: "SiteState") -> "SiteState":
         for name in ("moments", "hist", "top", "sample"):
