@@ -75,17 +75,25 @@ def read_throughput(store: ActivationStore, site: str, repeats: int = 3) -> dict
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: reset by exec, unlike getrusage's ru_maxrss, which keeps the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def index_run(rows: int, width: int, folder: Path) -> dict:
     """Child process: build (or reuse) the synthetic store, index it, report time and peak RSS."""
     from lamina.index import write_index
 
     store = synthetic_store(folder / f"store-{rows}-{width}", rows, width)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mb()
     t0 = time.perf_counter()
     write_index(store, progress=False)
     seconds = time.perf_counter() - t0
     return {"rows": rows, "width": width, "index_seconds": seconds, "rows_per_s": rows / seconds,
-            "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_MB": rss0,
+            "peak_rss_MB": peak_rss_mb(), "rss_before_MB": rss0,
             "store_GB": sum(p.stat().st_size for p in store.folder.glob("shard-*.safetensors")) / 1e9}
 
 

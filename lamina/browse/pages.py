@@ -83,10 +83,17 @@ def overview(o: dict) -> str:
             f'context {o["context"]}, stored as {esc(o["storage_dtype"])}; index with the top {o["index"]["k"]} '
             f'examples per neuron{" (one per document)" if o["index"]["per_doc"] else ""}.</p>')
     rows = table(sites, ["site", "neurons", "max", "rms", "median_std"], link=lambda r: f"/site/{quote(r['site'])}")
-    spec = {"data": [{"x": [s["site"] for s in sites], "y": [s[key] for s in sites], "name": key,
-                      "mode": "lines+markers", "type": "scatter"} for key in ("rms", "max", "median_std")],
-            "layout": {"title": "laminar profile (from the index)", "yaxis": {"type": "log"},
-                       "margin": {"t": 40, "b": 90}}}
+    kinds: dict[str, list] = {}                                   # site kind -> its sites with a layer, in order
+    for s in sites:
+        kind, _, layer = s["site"].partition(".")
+        if layer.isdigit():
+            kinds.setdefault(kind, []).append((int(layer), s))
+    spec = {"data": [{"x": [L for L, _ in sorted(v, key=lambda t: t[0])],
+                      "y": [s[key] for _, s in sorted(v, key=lambda t: t[0])], "name": f"{kind} {key}",
+                      "mode": "lines+markers", "type": "scatter"}
+                     for kind, v in kinds.items() for key in ("rms", "max", "median_std")],
+            "layout": {"title": "laminar profile (from the index): per layer, over the neurons of each site",
+                       "yaxis": {"type": "log"}, "xaxis": {"title": "layer"}, "margin": {"t": 40}}}
     return page(f"lamina browse: {o['model']}", note + plot("profile", spec) + "<h2>Sites</h2>" + rows, plots=True)
 
 
