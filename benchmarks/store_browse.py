@@ -66,7 +66,7 @@ def read_throughput(store: ActivationStore, site: str, repeats: int = 3) -> dict
         for _ in range(repeats):
             t0, nbytes = time.perf_counter(), 0
             for _, part in chunks(store, [site], neurons):
-                x = part[site]
+                x = part[site].clone()                                    # touch every byte (mmap is lazy)
                 nbytes += x.numel() * x.element_size()
                 width = width or x.shape[1]
             best = min(best, time.perf_counter() - t0)
