@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lamina.store import ActivationStore  # noqa: E402
-from lamina.store.columns import chunks  # noqa: E402
+from lamina.store import ActivationStore
+from lamina.store.columns import chunks
 
 
 def synthetic_store(folder: Path, rows: int, width: int, site: str = "mlp_post.5", shard_rows: int = 32768,

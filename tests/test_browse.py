@@ -15,9 +15,9 @@ from lamina.extract import extract
 from lamina.index import IndexSettings, write_index
 
 starlette = pytest.importorskip("starlette", reason="install the browse extra: pip install -e '.[browse]'")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from lamina.browse.app import create_app  # noqa: E402
+from lamina.browse.app import create_app
 
 
 @pytest.fixture(scope="module")

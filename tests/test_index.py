@@ -33,7 +33,7 @@ def index(store):
 
 def arrays(index, site):
     with safe_open(str(index.folder / f"{site}.safetensors"), framework="np") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
 
 
 @pytest.mark.parametrize("site", SITES)

@@ -316,7 +316,7 @@ def test_topk_one_per_group_equals_a_per_group_max():
 
 
 def test_row_reservoir_is_the_same_sample_for_any_split():
-    from lamina.runningstats import RowReservoir, row_hash
+    from lamina.reservoir import RowReservoir, row_hash
 
     x = torch.randn(1000, 3, dtype=torch.float64)
     rows = torch.arange(1000) * 7

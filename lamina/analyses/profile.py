@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from lamina.analyses.layer_stats import LayerStats

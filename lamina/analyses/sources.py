@@ -13,7 +13,7 @@ store as from the model that filled it (with a float32 store; with the store's c
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -5,6 +5,7 @@ sites, neuron indices in range, tune folders by number), never by a path from th
 """
 from __future__ import annotations
 
+import math
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -79,7 +80,7 @@ class BrowseData:
             hit = table[table["name"] == f"{site}:{index}"] if "name" in table else table.iloc[:0]
             for row in hit.to_dict(orient="records"):
                 rows.append({"run": table.attrs["folder"], "run_index": number,
-                             **{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()
+                             **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()
                                 if np.isscalar(v)}})
         return rows
 
@@ -138,7 +139,7 @@ class BrowseData:
                 break
         rows = np.concatenate(rows)[:SEARCH_OCCURRENCES]
         result = {"query": text, "token_ids": ids, "tokens": [self.tokenizer.decode([i]) for i in ids],
-                  "site": site, "occurrences": int(len(rows)), "neurons": []}
+                  "site": site, "occurrences": len(rows), "neurons": []}
         if len(rows) == 0:
             return result
         values = gather(self.store, site, rows).float()                                 # [m, d]

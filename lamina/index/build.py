@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from lamina.data.windows import POSITION_BITS
 from lamina.errors import InputError
-from lamina.runningstats import RowReservoir, RunningHistogram, RunningMoments, RunningTopK
+from lamina.reservoir import RowReservoir
+from lamina.runningstats import RunningHistogram, RunningMoments, RunningTopK
 from lamina.store.columns import chunks, find_rows, gather, shard_spans
 
 INDEX = "index"
@@ -66,7 +67,7 @@ class SiteState:
         self.top.update(x, row_ids)
         self.sample.update(x, row_ids)
 
-    def merge(self, other: "SiteState") -> "SiteState":
+    def merge(self, other: SiteState) -> SiteState:
         for name in ("moments", "hist", "top", "sample"):
             getattr(self, name).merge(getattr(other, name))
         return self

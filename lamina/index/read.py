@@ -54,7 +54,7 @@ class NeuronIndex:
             raise SiteError(f"{site}:{neuron}: neuron index out of range; {site} has neurons 0-{n - 1}")
         out = {}
         with safe_open(str(self.folder / f"{site}.safetensors"), framework="np") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118  (safe_open is not a dict)
                 s = f.get_slice(key)
                 shape = s.get_shape()
                 out[key] = f.get_tensor(key) if key in ("n", "hist_edges", "sample_bin") or not shape else s[neuron]
@@ -75,7 +75,7 @@ class NeuronIndex:
             return {"activation": float(value), "doc": doc_ids[doc] if doc_ids else doc, "doc_index": doc,
                     "position": pos, "token_ids": ids,
                     "tokens": [tokenizer.decode([t]) for t in ids] if tokenizer is not None else ids,
-                    "activations": [None if v != v else float(v) for v in acts[keep]],
+                    "activations": [None if np.isnan(v) else float(v) for v in acts[keep]],
                     "focus": int(keep[:before].sum()), **(extra or {})}
 
         top = [example(v, r, t, x) for v, r, t, x in zip(a["top_value"], a["top_row_id"], a["top_tokens"],

@@ -7,7 +7,7 @@ time, optionally a few neuron columns only), `gather` fetches (row, neuron) valu
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
