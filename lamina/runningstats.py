@@ -37,9 +37,12 @@ class RunningMoments(_Stat):
         for k in self.KEYS:
             setattr(self, k, None)  # each [d]
 
-    def update(self, x):
-        """Add a batch x [..., d]: compute its central moments, then merge them in."""
-        x = _rows(x)
+    def update(self, x, dtype=torch.float64):
+        """Add a batch x [..., d]: compute its central moments, then merge them in.
+
+        dtype=torch.float32 computes the batch's moments in float32 (about twice as fast; each column's sums
+        over one batch carry float32 rounding) before the float64 merge."""
+        x = x.reshape(-1, x.shape[-1]).to(dtype)
         if x.shape[0] == 0:
             return self
         b = RunningMoments()
@@ -47,8 +50,13 @@ class RunningMoments(_Stat):
         c = x - b.mean
         c2 = c * c
         b.m2, b.m3, b.m4 = c2.sum(0), (c2 * c).sum(0), (c2 * c2).sum(0)
-        b.min, b.max = x.min(0).values, x.max(0).values
+        low, high = torch.aminmax(x, dim=0)
+        b.min, b.max = low, high
         b.npos, b.sum_abs = (x > 0).sum(0), x.abs().sum(0)
+        if dtype != torch.float64:
+            for k in self.KEYS:
+                if k != "npos":
+                    setattr(b, k, getattr(b, k).double())
         return self.merge(b)
 
     def merge(self, other):
@@ -150,8 +158,11 @@ class RunningHistogram(_Stat):
 
     def update(self, x):
         """Add a batch x [..., d]."""
-        x = _rows(x)
-        B, e = self.nbins, self.edges.to(x.device)
+        # float32 values against edges that float32 holds exactly: bucketize in float32 gives the same bins
+        exact = x.dtype in (torch.float32, torch.float16, torch.bfloat16) and torch.equal(self.edges.float().double(),
+                                                                                         self.edges)
+        x = x.reshape(-1, x.shape[-1]).float() if exact else _rows(x)
+        B, e = self.nbins, self.edges.to(x.device, x.dtype)
         s = torch.bucketize(x, e, right=True)  # [n, d]: number of edges <= x, 0 = underflow
         s[x == e[-1]] = B  # right edge is inside the last bin, like numpy
         s[x.isnan()] = B + 2
@@ -232,9 +243,13 @@ class RunningTopK(_Stat):
     are exact but which row ids are kept is up to torch.topk.
     """
 
-    def __init__(self, k, largest=True, by_abs=False):
-        """k slots per dimension; by_abs ranks by |x| but stores the signed value."""
+    def __init__(self, k, largest=True, by_abs=False, group_bits=None):
+        """k slots per dimension; by_abs ranks by |x| but stores the signed value.
+
+        group_bits: rows whose ids share `row_id >> group_bits` form a group (a document, for row ids
+        doc << 24 | position) and at most one row of each group is kept per dimension, its best."""
         self.k, self.largest, self.by_abs = int(k), bool(largest), bool(by_abs)
+        self.group_bits = None if group_bits is None or int(group_bits) < 0 else int(group_bits)
         self.fill = -math.inf if self.largest else math.inf
         self.values = None  # [k, d] float64
         self.row_ids = None  # [k, d] int64
@@ -245,10 +260,17 @@ class RunningTopK(_Stat):
         key = key if self.largest else -key
         return key.masked_fill(ids < 0, -math.inf)
 
+    def _select(self, v, ids):
+        """The best k rows of candidates v, ids [m, d] (one per group when grouped): (values, row_ids) [k, d]."""
+        key = self._key(v, ids)
+        if self.group_bits is not None and v.shape[0] > self.k:
+            key = self._drop_repeats(key, ids)
+        idx = key.topk(min(self.k, key.shape[0]), dim=0).indices  # [k, d]
+        return v.gather(0, idx), ids.gather(0, idx)
+
     def _keep(self, v, ids):
         """Keep the best k rows of candidates v, ids [m, d] into self."""
-        idx = self._key(v, ids).topk(self.k, dim=0).indices  # [k, d]
-        self.values, self.row_ids = v.gather(0, idx), ids.gather(0, idx)
+        self.values, self.row_ids = self._select(v, ids)
         return self
 
     def update(self, x, row_ids):
@@ -260,11 +282,46 @@ class RunningTopK(_Stat):
         if self.values is None:
             self.values = torch.full((self.k, x.shape[1]), self.fill, dtype=torch.float64, device=x.device)
             self.row_ids = torch.full_like(self.values, -1, dtype=torch.int64)
+        if self.group_bits is not None:  # first the batch's own best k, one per group: few candidates to merge
+            x, ids = self._group_best(x, ids)
+        # only the columns where some new value beats the k-th kept one can change: most, once the stream runs
+        cols = (self._key(x, ids) > self._key(self.values[-1:], self.row_ids[-1:])).any(0).nonzero().flatten()
+        if len(cols) < x.shape[1]:
+            if len(cols) == 0:
+                return self
+            self.values[:, cols], self.row_ids[:, cols] = self._select(
+                torch.cat([self.values[:, cols], x[:, cols]]), torch.cat([self.row_ids[:, cols], ids[:, cols]]))
+            return self
         return self._keep(torch.cat([self.values, x]), torch.cat([self.row_ids, ids]))
+
+    def _group_best(self, x, ids):
+        """Per dimension, the best row of each group in a batch, then the best k of those: [<=k, d]."""
+        key = self._key(x, ids)
+        groups, inverse = torch.unique(ids.max(1).values >> self.group_bits, return_inverse=True)  # a row's id
+        best = torch.full((len(groups), x.shape[1]), -math.inf, dtype=key.dtype, device=x.device)
+        best.scatter_reduce_(0, inverse[:, None].expand_as(key), key, "amax")
+        rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(key)
+        winner = torch.where(key == best[inverse], rows, x.shape[0])          # first row reaching the max
+        first = torch.full_like(best, x.shape[0], dtype=torch.int64).scatter_reduce_(
+            0, inverse[:, None].expand_as(key), winner, "amin").clamp(max=x.shape[0] - 1)
+        v, i = x.gather(0, first), ids.gather(0, first)
+        i = i.masked_fill(best == -math.inf, -1)
+        top = self._key(v, i).topk(min(self.k, len(groups)), dim=0).indices
+        return v.gather(0, top), i.gather(0, top)
+
+    def _drop_repeats(self, key, ids):
+        """Key -inf for every candidate whose group already has a better candidate in its column."""
+        order = key.argsort(dim=0, descending=True, stable=True)               # [m, d]
+        g = (ids >> self.group_bits).gather(0, order)
+        m = g.shape[0]
+        earlier = torch.ones(m, m, dtype=torch.bool, device=g.device).tril(-1)  # j < i
+        repeat = ((g[:, None, :] == g[None, :, :]) & earlier[:, :, None]).any(1)  # [m, d]
+        return key.scatter(0, order, key.gather(0, order).masked_fill(repeat, -math.inf))
 
     def merge(self, other):
         """Fold in another RunningTopK with the same k, largest, by_abs."""
-        assert (self.k, self.largest, self.by_abs) == (other.k, other.largest, other.by_abs)
+        assert (self.k, self.largest, self.by_abs, self.group_bits) == (other.k, other.largest, other.by_abs,
+                                                                          other.group_bits)
         if other.values is None:
             return self
         if self.values is None:
@@ -278,14 +335,15 @@ class RunningTopK(_Stat):
 
     def state_dict(self):
         """Plain tensors: k, largest, by_abs, and values/row_ids (if non-empty)."""
-        sd = {"k": torch.tensor(self.k), "largest": torch.tensor(self.largest), "by_abs": torch.tensor(self.by_abs)}
+        sd = {"k": torch.tensor(self.k), "largest": torch.tensor(self.largest), "by_abs": torch.tensor(self.by_abs),
+              "group_bits": torch.tensor(-1 if self.group_bits is None else self.group_bits)}
         if self.values is not None:
             sd.update(values=self.values, row_ids=self.row_ids)
         return sd
 
     def load_state_dict(self, sd):
         """Restore from state_dict() output."""
-        self.__init__(int(sd["k"]), bool(sd["largest"]), bool(sd["by_abs"]))
+        self.__init__(int(sd["k"]), bool(sd["largest"]), bool(sd["by_abs"]), int(sd.get("group_bits", -1)))
         if "values" in sd:
             self.values, self.row_ids = sd["values"].clone(), sd["row_ids"].clone()
         return self

@@ -5,6 +5,8 @@
 norm: that row is labelled normalized, and the raw last block (`resid_post.N-1` by hook) is profiled beside
 it so that both readings of the last layer appear side by side.
 
+`profile_store` reads the layers of a kind from an activation store instead (same statistics, same batches).
+
 Massive activations (Sun et al. 2024): |x| > 100 and > 1000 x the layer's median |x|, located by
 dimension, document, position and token.
 """
@@ -14,13 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from lamina.analyses.layer_stats import LayerStats
+from lamina.analyses.sources import ModelSource, StoreSource
 from lamina.data.corpus import Document, fingerprint
-from lamina.data.windows import batches, corpus_windows, split_row_id
-from lamina.errors import InputError
+from lamina.data.windows import split_row_id
+from lamina.errors import InputError, SiteError
 
 PROFILE_KINDS = ("resid_post", "resid_pre", "resid_mid", "attn_out", "mlp_out", "mlp_post", "mlp_pre", "q", "k", "v")
 MASSIVE_ABS, MASSIVE_RATIO = 100.0, 1000.0
@@ -59,22 +61,47 @@ def profile(lm, docs: list[Document], kind: str = "resid_post", method: str = "h
     if method not in ("hooks", "hidden-states"):
         raise InputError(f"unknown --method '{method}'; choose hooks or hidden-states")
     lm.sites([kind])  # unknown on this architecture -> SiteError
-    readings = _readings(lm, kind, method)
+    source = ModelSource(lm, docs, context, stride, pack, max_tokens, skip_first)
+    settings = {"model": lm.spec, "kind": kind, "method": method, "context": context, "stride": stride or context,
+                "batch_size": batch_size, "skip_first": skip_first, "pack": pack, "max_tokens": max_tokens,
+                "n_windows": len(source.windows), "corpus": fingerprint(docs)[:16], "n_docs": len(docs)}
+    return profile_from(source, _readings(lm, kind, method), settings, batch_size, progress)
+
+
+def profile_store(store, kind: str = "resid_post", batch_size: int = 8, tokenizer=None,
+                  max_tokens: int | None = None, progress: bool = True) -> ProfileResult:
+    """The laminar profile of the `kind` layers held in an activation store (read in chunks, no model run).
+
+    Equal to `profile` on the model and corpus that filled the store (same windows; float32 store)."""
+    if kind not in PROFILE_KINDS:
+        raise InputError(f"cannot profile '{kind}'; choose one of {', '.join(PROFILE_KINDS)}")
+    layers = sorted((int(site.split(".")[1]), site) for site in store.sites if site.split(".")[0] == kind
+                    and site.split(".")[-1].isdigit())
+    if not layers:
+        raise SiteError(f"{store.folder} holds no {kind} site; it holds {', '.join(store.sites)}")
+    source = StoreSource(store, tokenizer, max_tokens)
+    s = store.manifest["settings"]
+    settings = {"model": s["model"], "kind": kind, "method": "hooks", "context": s["context"], "stride": s["stride"],
+                "batch_size": batch_size, "skip_first": s["skip_first"], "pack": s["pack"], "max_tokens": max_tokens,
+                "n_windows": len(source.windows), "corpus": s["corpus"][:16], "n_docs": len(source.doc_ids),
+                "store": str(store.folder)}
+    return profile_from(source, [(site, layer, site) for layer, site in layers], settings, batch_size, progress)
+
+
+def profile_from(source, readings: list[tuple[str, int, str]], settings: dict, batch_size: int = 8,
+                 progress: bool = True) -> ProfileResult:
+    """Profile each (label, layer, site) reading over the batches of a source (the model or a store)."""
     sites = [site for _, _, site in readings]
     stats = [LayerStats(seed=i) for i in range(len(readings))]
-    windows = corpus_windows(lm, docs, context, stride, pack, max_tokens)
-    n_batches = -(-len(windows) // batch_size)
-    for batch in tqdm(batches(windows, batch_size, lm.tokenizer.pad_token_id, skip_first), total=n_batches,
-                      desc=f"profile {kind}", unit="batch", disable=not progress):
-        acts = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), sites)
-        everything = bool(batch.count.all())  # full windows: flat views, no copies
-        rows = batch.row_ids.flatten() if everything else batch.row_ids[batch.count]
+    n_batches = -(-len(source.windows) // batch_size)
+    for batch, counted in tqdm(source.stream(sites, batch_size), total=n_batches,
+                               desc=f"profile {settings['kind']}", unit="batch", disable=not progress):
+        rows = batch.row_ids.flatten() if bool(batch.count.all()) else batch.row_ids[batch.count]
         for stat, site in zip(stats, sites):
-            x = acts[site].cpu()  # the statistics run on the CPU, beside the row ids (no copy when already there)
-            stat.update(x.flatten(0, 1).flatten(1) if everything else x[batch.count].flatten(1), rows)
+            stat.update(counted[site], rows)
 
-    token_ids = [None] * len(docs)  # tokenized lazily, only for documents holding a massive activation
     table, massive = [], []
+    decode = source.tokenizer.decode if source.tokenizer is not None else lambda ids: str(ids[0])
     for (label, layer, site), stat in zip(readings, stats):
         row = stat.result()
         top = row.pop("top")
@@ -83,20 +110,15 @@ def profile(lm, docs: list[Document], kind: str = "resid_post", method: str = "h
         hits = [t for t in top if abs(t["value"]) > threshold]
         for t in hits:
             doc, position = split_row_id(t["row"])
-            if token_ids[doc] is None:
-                token_ids[doc] = lm.tokenizer(docs[doc].text)["input_ids"] if not pack else []
-            ids = token_ids[doc]
-            token = lm.tokenizer.decode([ids[position]]) if position < len(ids) else "?"
+            token_id = source.token_at(t["row"])
             massive.append({"reading": label, "layer": layer, "dim": t["dim"], "value": t["value"],
-                            "doc": docs[doc].id if not pack else "packed", "position": position, "token": token})
+                            "doc": source.doc_ids[doc] if not settings["pack"] else "packed", "position": position,
+                            "token": decode([token_id]) if token_id is not None else "?"})
         table.append({"reading": label, "layer": layer, "site": site,
                       "normalized": label.endswith("(after final norm)"), **row,
                       "n_massive_in_top16": len(hits),
                       "massive_dims": sorted({t["dim"] for t in hits})})
-    settings = {"model": lm.spec, "kind": kind, "method": method, "context": context, "stride": stride or context,
-                "batch_size": batch_size, "skip_first": skip_first, "pack": pack, "max_tokens": max_tokens,
-                "n_windows": len(windows), "corpus": fingerprint(docs)[:16], "n_docs": len(docs),
-                "massive_rule": f"|x| > {MASSIVE_ABS:g} and > {MASSIVE_RATIO:g} x median |x| of the layer"}
+    settings = {**settings, "massive_rule": f"|x| > {MASSIVE_ABS:g} and > {MASSIVE_RATIO:g} x median |x| of the layer"}
     dim_max = np.stack([s.dim_max_abs.numpy() for s in stats])
     columns = ["reading", "layer", "dim", "value", "doc", "position", "token"]
     return ProfileResult(pd.DataFrame(table), dim_max, pd.DataFrame(massive, columns=columns), settings)

@@ -7,7 +7,8 @@
                                                         quantile edges and the examples per quantile bin
         per batch:     the token at the argmax       -> the tally of top tokens
         running:       count, sum, max, min
-    The windows holding the chosen tokens then run once more, so every shown token has its activation.
+    The windows holding the chosen tokens then run once more (or are read from the store), so every shown
+    token has its activation. Activations come from a source (analyses/sources.py): the model, or a store.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from lamina.analyses.sources import ModelSource
 from lamina.data.corpus import Document
-from lamina.data.windows import batches, corpus_windows, split_row_id
+from lamina.data.windows import split_row_id
 from lamina.errors import InputError
-from lamina.models.language_model import check_neuron_index
 
 
 class NeuronTracker:
@@ -94,10 +95,17 @@ class TopExamples:
 
 
 def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, context: int = 64,
-                 batch_size: int = 8, max_tokens: int | None = None, n_random: int = 10, n_quantiles: int = 10,
-                 per_quantile: int = 2, reservoir: int = 4096, before: int = 24, after: int = 8, seed: int = 0,
-                 progress: bool = True) -> TopExamples:
-    """Stream `docs` once; per neuron the top-k examples (one per document), random and per-quantile samples."""
+                 batch_size: int = 8, max_tokens: int | None = None, **options) -> TopExamples:
+    """Stream `docs` through `lm` once; per neuron the top-k examples (one per document), random and
+    per-quantile samples. `options` are those of `top_examples_from`."""
+    return top_examples_from(ModelSource(lm, docs, context, max_tokens=max_tokens), neurons, k=k,
+                             batch_size=batch_size, max_tokens=max_tokens, **options)
+
+
+def top_examples_from(source, neurons: list[str], k: int = 10, batch_size: int = 8, max_tokens: int | None = None,
+                      n_random: int = 10, n_quantiles: int = 10, per_quantile: int = 2, reservoir: int = 4096,
+                      before: int = 24, after: int = 8, seed: int = 0, progress: bool = True) -> TopExamples:
+    """Top examples from a source of activations: a live model (`ModelSource`) or a store (`StoreSource`)."""
     if not neurons:
         raise InputError("give at least one --neuron SITE:INDEX")
     if min(k, batch_size, reservoir) < 1 or min(n_random, n_quantiles, per_quantile, before, after) < 0:
@@ -105,31 +113,34 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
     t0 = time.perf_counter()
     targets = {}
     for text in neurons:
-        site, index = lm.neuron(text)
-        check_neuron_index(site, index, lm.site_widths([site])[site.name])
-        targets[f"{site.name}:{index}"] = (site, index)
-    sites = list({s.name: s for s, _ in targets.values()}.values())
-    windows = corpus_windows(lm, docs, context, max_tokens=max_tokens)
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
+        site, index = source.neuron(text)
+        targets[f"{site}:{index}"] = (site, index)
+    sites = list(dict.fromkeys(site for site, _ in targets.values()))
+    columns = {s: sorted({i for site, i in targets.values() if site == s}) for s in sites}  # read only these
     g = torch.Generator().manual_seed(seed)
     trackers = {name: NeuronTracker(reservoir, g) for name in targets}
-    n_batches = (len(windows) + batch_size - 1) // batch_size
-    for batch in tqdm(batches(windows, batch_size, pad), total=n_batches, desc="top examples", disable=not progress):
-        acts = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), sites)
+    n_batches = (len(source.windows) + batch_size - 1) // batch_size
+    for batch, counted in tqdm(source.stream(sites, batch_size, columns), total=n_batches, desc="top examples",
+                               disable=not progress):
         for name, (site, index) in targets.items():
-            a = acts[site.name].flatten(2)[..., index].double().cpu()           # [b, t]
-            trackers[name].update(a.masked_fill(~batch.count, float("nan")), batch.row_ids, batch.input_ids)
+            a = torch.full(batch.count.shape, float("nan"), dtype=torch.float64)  # [b, t], NaN where not counted
+            a[batch.count] = counted[site][:, columns[site].index(index)].double()
+            trackers[name].update(a, batch.row_ids, batch.input_ids)
     stream_seconds = time.perf_counter() - t0
     picks = {name: {"top": tr.top(k), "random": tr.random(n_random),
                     "quantiles": tr.quantile_bins(n_quantiles, per_quantile) if per_quantile else []}
              for name, tr in trackers.items()}
     rows = {r for p in picks.values() for r in [x[1] for x in p["top"] + p["random"]]
             + [x[1] for b in p["quantiles"] for x in b["picks"]]}
-    shown = Shown(lm, docs, windows, before, after)
-    shown.run(rows, targets, sites, batch_size, pad)
-    result = TopExamples(lm.spec, dict(k=k, context=context, batch_size=batch_size, max_tokens=max_tokens,
-                                       n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
-                                       reservoir=reservoir, seed=seed, n_docs=len(docs), n_windows=len(windows)))
+    shown = Shown(source, before, after)
+    shown.run(rows, targets, sites, columns, batch_size)
+    result = TopExamples(source.spec, dict(k=k, context=source.context, batch_size=batch_size, max_tokens=max_tokens,
+                                           n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
+                                           reservoir=reservoir, seed=seed, n_docs=len(source.doc_ids),
+                                           n_windows=len(source.windows)))
+    if getattr(source, "store", None) is not None:
+        result.settings["store"] = str(source.store.folder)
+    decode = source.tokenizer.decode
     for name, tr in trackers.items():
         p = picks[name]
         result.neurons[name] = {
@@ -139,7 +150,7 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
             "random": [shown.example(name, v, r) for v, r in p["random"]],
             "quantiles": [{**{k_: v_ for k_, v_ in b.items() if k_ != "picks"},
                            "examples": [shown.example(name, v, r) for v, r in b["picks"]]} for b in p["quantiles"]],
-            "argmax_tally": [{"token_id": t, "token": lm.tokenizer.decode([t]), "batches": c}
+            "argmax_tally": [{"token_id": t, "token": decode([t]), "batches": c}
                              for t, c in tr.tally.most_common()],
             "n_batches": n_batches,
         }
@@ -148,43 +159,28 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
 
 
 class Shown:
-    """The windows behind chosen tokens, run once more so every shown token carries its activation."""
+    """The windows behind chosen tokens, read once more so every shown token carries its activation."""
 
-    def __init__(self, lm, docs: list[Document], windows, before: int, after: int):
-        self.lm, self.docs, self.windows, self.before, self.after = lm, docs, windows, before, after
-        self.by_doc: dict[int, list[int]] = {}                                 # doc -> its window indices
-        for i, w in enumerate(windows):
-            self.by_doc.setdefault(w.doc, []).append(i)
+    def __init__(self, source, before: int, after: int):
+        self.source, self.before, self.after = source, before, after
         self.acts: dict[tuple[int, str], list[float]] = {}                     # (window, neuron) -> [t]
 
-    def window_of(self, doc: int, pos: int) -> int:
-        """Index of the window that counted token `pos` of document `doc`."""
-        for i in self.by_doc[doc]:
-            w = self.windows[i]
-            if w.start + w.first_counted <= pos < w.start + len(w.ids):
-                return i
-        raise KeyError((doc, pos))
-
-    def run(self, rows, targets: dict, sites, batch_size: int, pad: int) -> None:
-        """Capture the neurons over every window holding one of `rows`."""
-        needed = sorted({self.window_of(*split_row_id(r)) for r in rows})
-        for start in range(0, len(needed), batch_size):
-            chosen = needed[start:start + batch_size]
-            batch = next(batches([self.windows[i] for i in chosen], len(chosen), pad))
-            acts = self.lm.capture(self.lm.inputs(batch.input_ids, batch.attention_mask), sites)
+    def run(self, rows, targets: dict, sites, columns: dict, batch_size: int) -> None:
+        """The neurons' values over every window holding one of `rows`."""
+        needed = sorted({self.source.window_of(*split_row_id(r)) for r in rows})
+        for w, acts in self.source.window_values(needed, sites, columns, batch_size):
             for name, (site, index) in targets.items():
-                a = acts[site.name].flatten(2)[..., index].double().cpu()       # [b, t]
-                for b, w in enumerate(chosen):
-                    self.acts[(w, name)] = a[b, :len(self.windows[w].ids)].tolist()
+                self.acts[(w, name)] = acts[site][:, columns[site].index(index)].double().tolist()
 
     def example(self, name: str, value: float, row: int) -> dict:
         """One example: the tokens around the chosen one, each with the neuron's activation."""
         doc, pos = split_row_id(row)
-        w = self.window_of(doc, pos)
-        ids = self.windows[w].ids
-        focus = pos - self.windows[w].start                                    # index in the window
+        w = self.source.window_of(doc, pos)
+        window = self.source.windows[w]
+        ids = window.ids
+        focus = pos - window.start                                             # index in the window
         lo, hi = max(0, focus - self.before), min(len(ids), focus + self.after + 1)
-        decode = self.lm.tokenizer.decode
-        return {"doc": self.docs[doc].id, "position": pos, "value": value, "token": decode([ids[focus]]),
+        decode = self.source.tokenizer.decode
+        return {"doc": self.source.doc_ids[doc], "position": pos, "value": value, "token": decode([ids[focus]]),
                 "tokens": [decode([i]) for i in ids[lo:hi]], "activations": self.acts[(w, name)][lo:hi],
                 "focus": focus - lo}

@@ -28,17 +28,30 @@ def profile(
     pack: bool = PackOpt,
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
+    store: Optional[Path] = typer.Option(None, "--store",
+        help="Profile the layers of --kind held in an activation store instead of running the model."),
     out: Path = typer.Option(Path("lamina-out/profile"), "--out", "-o", help="Folder for tables, plots and HTML."),
     as_json: bool = JsonOpt,
 ):
     """Laminar profile of a site kind over a corpus: per-layer statistics and massive activations."""
     from lamina.analyses.profile import profile as run_profile
-    from lamina.data.corpus import load_corpus
+    from lamina.analyses.profile import profile_store
     from lamina.report.profile_report import write_profile
 
-    docs = load_corpus(corpus, text_field, max_docs)
-    lm = load(model, seed)
-    result = run_profile(lm, docs, kind, method, context, stride, batch_size, skip_first, pack, max_tokens)
+    if store is not None:
+        from lamina.models.registry import load_tokenizer
+        from lamina.store import ActivationStore
+
+        stored = ActivationStore(store)
+        result = profile_store(stored, kind, batch_size, load_tokenizer(stored.manifest["settings"]["model"]),
+                               max_tokens)
+        model, method = stored.manifest["settings"]["model"], "store"
+    else:
+        from lamina.data.corpus import load_corpus
+
+        docs = load_corpus(corpus, text_field, max_docs)
+        lm = load(model, seed)
+        result = run_profile(lm, docs, kind, method, context, stride, batch_size, skip_first, pack, max_tokens)
     paths = write_profile(result, out)
     if as_json:
         print(dump(result.to_json()))

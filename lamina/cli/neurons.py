@@ -125,18 +125,32 @@ def top_examples_command(
     batch_size: int = BatchOpt,
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
+    store: Optional[Path] = typer.Option(None, "--store",
+        help="Read an activation store (lamina extract) instead of running the model; its model, corpus and "
+             "context are used."),
     out: Path = NeuronsOut,
     as_json: bool = JsonOpt,
 ):
     """Data sampling: each neuron's top corpus examples, random and per-quantile samples, and an HTML page."""
-    from lamina.analyses.top_examples import top_examples
-    from lamina.data.corpus import load_corpus
+    from lamina.analyses.top_examples import top_examples, top_examples_from
     from lamina.report.neuron_page import write_neuron_pages
 
-    docs = load_corpus(corpus, text_field, max_docs)
-    lm = load(model, seed)
-    result = top_examples(lm, neuron, docs, k=k, context=context, batch_size=batch_size, max_tokens=max_tokens,
-                          n_random=n_random, n_quantiles=quantiles, per_quantile=per_quantile, progress=not as_json)
+    options = dict(k=k, batch_size=batch_size, max_tokens=max_tokens, n_random=n_random, n_quantiles=quantiles,
+                   per_quantile=per_quantile, progress=not as_json)
+    if store is not None:
+        from lamina.analyses.sources import StoreSource
+        from lamina.models.registry import load_tokenizer
+        from lamina.store import ActivationStore
+
+        stored = ActivationStore(store)
+        result = top_examples_from(StoreSource(stored, load_tokenizer(stored.manifest["settings"]["model"]),
+                                               max_tokens), neuron, **options)
+    else:
+        from lamina.data.corpus import load_corpus
+
+        docs = load_corpus(corpus, text_field, max_docs)
+        lm = load(model, seed)
+        result = top_examples(lm, neuron, docs, context=context, **options)
     out.mkdir(parents=True, exist_ok=True)
     (out / "top_examples.json").write_text(dump(result.to_dict()))
     pages = write_neuron_pages(out, compare or ())
@@ -144,7 +158,7 @@ def top_examples_command(
         print(dump(result.to_dict()))
         return
     for name, n in result.neurons.items():
-        table = Table(title=f"{lm.spec} {name}: {n['n_tokens']} tokens, max {n['max']:.4g}, mean {n['mean']:.3g}")
+        table = Table(title=f"{result.model} {name}: {n['n_tokens']} tokens, max {n['max']:.4g}, mean {n['mean']:.3g}")
         for col in ("activation", "token", "document", "context"):
             table.add_column(col, justify="right" if col == "activation" else "left")
         for e in n["top"]:

@@ -48,3 +48,29 @@ def load(spec: str = DEFAULT_MODEL, seed: int = 0, dtype: str | None = None, dev
     if check:
         lm.check_anatomy()
     return lm
+
+
+def load_tokenizer(spec: str = DEFAULT_MODEL):
+    """The tokenizer of a model spec without its weights (for reading a store's tokens), set up as `load` does."""
+    spec = (spec or DEFAULT_MODEL).strip()
+    if spec.startswith("random:"):
+        from lamina.models.tokenizers import gpt2_tokenizer
+
+        tokenizer = gpt2_tokenizer()
+    elif spec == embedded.NAME and (embedded.cached_dir() / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(embedded.cached_dir())
+    elif spec == embedded.NAME:
+        tokenizer = embedded.load_embedded()[1]
+    else:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec)
+        except OSError as err:
+            raise ModelSpecError(f"cannot load the tokenizer of '{spec}': {err}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer

@@ -48,6 +48,22 @@ def _profile_sections(folder: Path) -> list[tuple[str, str]]:
             ("Per-layer profile table", table(layers[[c for c in cols if c in layers]]))]
 
 
+def _browse_sections(folder: Path) -> list[tuple[str, str]]:
+    """The command that opens each activation store under `folder` in `lamina browse` (after `lamina index`)."""
+    items = []
+    for manifest in sorted(folder.rglob("manifest.json")):
+        store = manifest.parent
+        shown = html.escape(str(store))
+        if (store / "index" / "index.json").exists():
+            items.append(f"<li><code>lamina browse {shown}</code></li>")
+        else:
+            items.append(f"<li><code>lamina index {shown} &amp;&amp; lamina browse {shown}</code> (no index yet)</li>")
+    if not items:
+        return []
+    return [("Neuron browser", "<p class='note'>Every neuron of these activation stores, with its top examples, "
+                               f"histogram and token search, in a local web app:</p><ul>{''.join(items)}</ul>")]
+
+
 def write_report(folder: Path) -> Path:
     """Collect verify/ and profile*/ results under `folder` into folder/report.html."""
     folder = Path(folder)
@@ -58,13 +74,14 @@ def write_report(folder: Path) -> Path:
         sections += _verify_sections(verify_json.parent)
     for profile_json in sorted(folder.rglob("profile.json")):
         sections += _profile_sections(profile_json.parent)
+    sections += _browse_sections(folder)
     pages = [p for p in sorted(folder.rglob("*.html")) if p.name != "report.html"]
     if pages:
         links = "".join(f"<li><a href='{html.escape(str(p.relative_to(folder)))}'>{html.escape(str(p.relative_to(folder)))}</a></li>"
                         for p in pages)
         sections.append(("Other pages", f"<ul>{links}</ul>"))
     if not sections:
-        raise InputError(f"no lamina results (verify.json, profile.json) found under {folder}")
+        raise InputError(f"no lamina results (verify.json, profile.json, a store) found under {folder}")
     path = folder / "report.html"
     path.write_text(page("lamina report", sections))
     return path
