@@ -50,3 +50,19 @@ def load(spec: str = DEFAULT_MODEL, seed: int = 0, dtype: str | None = None, dev
 
         check_anatomy(lm)
     return lm
+
+
+def random_like(lm: LanguageModel, seed: int = 0) -> LanguageModel:
+    """A random-weights model of the same architecture and shape as `lm` (its config, transformers' own
+    initialisation under `seed`), with the same tokenizer, dtype and device: the negative control of an
+    analysis that should find nothing in a model that learned nothing."""
+    from transformers import AutoModelForCausalLM
+
+    param = next(lm.model.parameters())
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(lm.model.config)
+    model = model.to(dtype=param.dtype, device=param.device).eval()
+    out = LanguageModel(model, lm.tokenizer, anatomy_for(model), f"random-weights({lm.spec}, seed {seed})", seed)
+    out.info = {"source": "random-like", "dtype": str(param.dtype).removeprefix("torch.")}
+    return out
