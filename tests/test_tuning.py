@@ -265,3 +265,68 @@ def test_builtin_contrasts_on_embedded_model(tmp_path, contrast):
     s = json.loads(result.stdout[result.stdout.index("{"):])["settings"]
     assert s["test"] and s["family_description"] and s["correction"]
     assert "Family:" in s["statement"] and "Correction:" in s["statement"]
+
+
+# --------------------------------------------------------------------------- units through the command line
+def _unit_table(tmp_path):
+    rng = np.random.default_rng(0)
+    speakers = np.repeat([f"s{i}" for i in range(12)], 4)
+    label = np.repeat(rng.permutation(np.arange(12) < 6), 4)
+    words = ["cat", "dog", "tree", "car", "book", "lamp"]
+    texts = [f"Speaker {s} said the {words[i % 6]} was here." for i, s in enumerate(speakers)]
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": texts, "label": label, "speaker": speakers}).to_csv(path, index=False)
+    return path
+
+
+def test_tune_cli_unit_column_end_to_end(tmp_path):
+    path = _unit_table(tmp_path)
+    base = ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path), "--label-column", "label",
+            "--layers", "0,1", "--permutations", "5", "--no-probes", "--reference-permutations", "0", "--cv", "3"]
+    result = runner.invoke(app, base + ["--unit-column", "speaker", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["settings"]["unit"] == "speaker" and "one-way cluster-robust" in report["settings"]["test"]
+    assert [r["layer"] for r in report["layers"]] == [0, 1]
+    assert all(r["n_significant"] <= r["n_neurons"] == 512 for r in report["layers"])
+    occ = runner.invoke(app, base + ["--unit", "occurrence", "--json"])
+    assert occ.exit_code == 0 and "occurrence-level Welch" in json.loads(occ.stdout[occ.stdout.index("{"):])[
+        "settings"]["test"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--unit-column", "nope"], "unknown --unit-column 'nope'"),
+    (["--alpha", "1.5"], "--alpha 1.5"),
+    (["--unit", "types"], "--unit 'types'"),
+])
+def test_tune_cli_bad_unit_input_exits_2(tmp_path, extra, message):
+    path = _unit_table(tmp_path)
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path),
+                                 "--label-column", "label", "--layers", "0", "--permutations", "0"] + extra)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_single_level_unit_and_missing_spacy_exit_2(tmp_path, monkeypatch):
+    path = _unit_table(tmp_path)
+    df = pd.read_csv(path).assign(room="one")
+    df.to_csv(path, index=False)
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path),
+                                 "--label-column", "label", "--unit-column", "room", "--layers", "0"])
+    assert result.exit_code == 2 and "single level" in result.output
+    import sys
+
+    from lamina.data import labels as lab
+
+    monkeypatch.setattr(lab, "_NLP", None)
+    monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy -> ImportError
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "nouns-verbs", "--layers", "0"])
+    assert result.exit_code == 2 and "pip install 'lamina[linguistics]'" in result.output, result.output
+
+
+def test_too_few_word_types_for_grouped_cv_names_the_minimum(tmp_path, llama):
+    (tmp_path / "a.txt").write_text("tooth\nteeth\ngum\n")
+    (tmp_path / "b.txt").write_text("sofa\nlamp\nkettle\nchair\nbed\ntable\n")
+    s = C.category(llama.tokenizer, words_a=tmp_path / "a.txt", words_b=tmp_path / "b.txt")
+    with pytest.raises(TooFewSamplesError, match="at least 5 per group"):
+        T.check_sizes(s, 5, T.design_for(s), replication=False)
