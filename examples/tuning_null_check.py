@@ -32,6 +32,7 @@ ap.add_argument("--layers", default="0,5,10,13,15,20,25,29")
 ap.add_argument("--permutations", type=int, default=50)
 ap.add_argument("--site", default="mlp_post")
 ap.add_argument("--out", default="lamina-out/tuning-null-check")
+ap.add_argument("--cache", default=None, help="Folder to keep the captured activations in (a re-run reuses them).")
 args = ap.parse_args()
 
 lm = lamina.load()
@@ -67,7 +68,29 @@ def null(acts, y, design, n) -> list[dict]:
 
 results = {"settings": vars(args) | {"n_samples": len(rows), "groups": samples.group_sizes(),
                                      "units": samples.unit_counts(), "layers": layers}}
-acts = gather_activations(lm, samples, sites, progress=True)
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+
+
+def capture(model, tag):
+    """Activations of every site, cached as .npy under --cache when given."""
+    cache = Path(args.cache) if args.cache else None
+    files = {s.name: cache / f"{tag}_{s.name}_{args.max_tokens}.npy" for s in sites} if cache else {}
+    if cache and all(f.exists() for f in files.values()):
+        return {k: np.load(f) for k, f in files.items()}
+    acts = gather_activations(model, samples, model.sites([s.name for s in sites]), progress=True)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        for k, f in files.items():
+            np.save(f, acts[k])
+    return acts
+
+
+def save():
+    (out / "null_check.json").write_text(json.dumps(results, indent=1))
+
+
+acts = capture(lm, "real")
 y = samples.y
 results["real"] = {"clustered": counts(acts, y, clustered), "occurrence": counts(acts, y, occurrence)}
 print("real", results["real"], flush=True)
@@ -77,20 +100,20 @@ for column in ("word_type", "paragraph"):
         key = f"random_per_{column}_seed{seed}"
         results[key] = {"clustered": counts(acts, yr, clustered), "occurrence": counts(acts, yr, occurrence)}
         print(key, results[key], flush=True)
+        save()
 if args.permutations:
     results["null_clustered"] = null(acts, y, clustered, args.permutations)
     results["null_occurrence"] = null(acts, y, occurrence, args.permutations)
     print("nulls", [b["high"] for b in results["null_clustered"]], [b["high"] for b in results["null_occurrence"]],
           flush=True)
 del acts
+save()
 rand = random_like(lm, seed=1)
-acts = gather_activations(rand, samples, rand.sites([s.name for s in sites]), progress=True)
+acts = capture(rand, "random")
 results["random_weights"] = {"clustered": counts(acts, y, clustered), "occurrence": counts(acts, y, occurrence)}
 print("random weights", results["random_weights"], flush=True)
 
-out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
-(out / "null_check.json").write_text(json.dumps(results, indent=1))
+save()
 width = acts[sites[0].name].shape[1]
 lines = [f"| labels ({width} {args.site} neurons per layer) | test | " + " | ".join(f"L{L}" for L in layers) + " |",
          "| --- | --- | " + " | ".join("---" for _ in layers) + " |"]

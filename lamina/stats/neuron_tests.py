@@ -16,14 +16,14 @@ from lamina.stats.checks import (TooFewSamplesError, check_activations, check_bi
                                  check_length, is_constant, neuron_frame, paired_halves)
 
 
-def contrast_tests(X, y, paired: bool = False) -> pd.DataFrame:
+def contrast_tests(X, y, paired: bool = False, mwu: bool = True) -> pd.DataFrame:
     """Per-neuron two-group contrast (t-test, Mann-Whitney U, Cohen's d) to find responsive neurons.
 
     Columns: ``mean_pos``, ``mean_neg``, ``diff`` (pos - neg); ``t``, ``p`` (Welch's t-test, or the
     paired t-test when ``paired=True``; two-sided); ``u``, ``p_mwu`` (Mann-Whitney U of pos vs neg,
     two-sided; NaN when paired); ``cohens_d`` (d: the difference over the pooled SD of the two groups;
     for pairs the SD averaged over the two conditions, d_av); ``cohens_dz`` (d_z = mean / SD of the pair
-    differences; NaN when unpaired); ``constant`` (True when the test's SE is zero: both groups constant, or
+    differences; NaN when unpaired); ``mwu=False`` skips the Mann-Whitney U (NaN; it dominates the cost). ``constant`` (True when the test's SE is zero: both groups constant, or
     constant pair differences; t, p and d are then NaN). With ``paired=True`` the i-th row with
     ``y == 1`` is paired with the i-th row with ``y == 0``.
     """
@@ -43,7 +43,8 @@ def contrast_tests(X, y, paired: bool = False) -> pd.DataFrame:
         else:
             constant = is_constant(pos) & is_constant(neg)
             t, p = stats.ttest_ind(pos, neg, axis=0, equal_var=False)
-            u, p_mwu = stats.mannwhitneyu(pos, neg, axis=0, alternative="two-sided")
+            u, p_mwu = (stats.mannwhitneyu(pos, neg, axis=0, alternative="two-sided") if mwu
+                        else (np.full(X.shape[1], np.nan),) * 2)
             n1, n0 = len(pos), len(neg)
             pooled = np.sqrt(((n1 - 1) * pos.var(0, ddof=1) + (n0 - 1) * neg.var(0, ddof=1))
                              / (n1 + n0 - 2))

@@ -55,7 +55,7 @@ def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
         return contrast_tests(X, y, paired=True)[["t", "p"]]
     if not design.clusters:
         if design.kind == "binary":
-            return contrast_tests(X, y)[["t", "p"]]
+            return contrast_tests(X, y, mwu=False)[["t", "p"]]
         ct = correlation_tests(X, y, design.control)
         if design.control is not None:
             t = ct["partial_r"] * np.sqrt((len(y) - 2 - design.control.shape[1]) / (1 - ct["partial_r"] ** 2))
