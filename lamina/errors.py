@@ -26,3 +26,7 @@ class InputError(LaminaError):
 
 class AnatomyCheckError(LaminaError):
     """An adapter points at the wrong module: a residual identity does not hold."""
+
+
+class MissingExtraError(LaminaError, ImportError):
+    """An optional dependency (a pip extra) is not installed."""

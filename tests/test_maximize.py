@@ -187,3 +187,16 @@ def test_cli(planted, tmp_path, monkeypatch):
         r = runner.invoke(cli.app, args + ["-o", str(out)])
         assert r.exit_code == 2, (args, r.output)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("error:"), r.stderr
+
+
+def test_seed_agreement_comes_with_its_initial_baseline(planted):
+    """initial_mean_cosine: the mean pairwise cosine of the seeds' starting embedding rows, by hand."""
+    import itertools
+
+    lm = planted
+    result = maximize(lm, NEURON, seeds=3, steps=1, progress=False)
+    E = lm.model.get_input_embeddings().weight.detach().double()
+    starts = [E[r["init_ids"]].flatten() for r in result.runs]
+    cos = [float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for a, b in itertools.combinations(starts, 2)]
+    assert result.reproducibility["initial_mean_cosine"] == pytest.approx(sum(cos) / len(cos), rel=1e-9)
+    assert result.reproducibility["initial_mean_jaccard"] <= 1.0

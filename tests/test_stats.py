@@ -10,7 +10,8 @@ from statsmodels.stats.multitest import multipletests
 
 from lamina import stats as ls
 from lamina.errors import LaminaError
-from lamina.probes import rank_neurons, sparse_probe
+from lamina.stats import rank_neurons, sparse_probe
+from lamina.stats.primary import t_pvalues_batch
 from lamina.stats import logistic_tests
 
 PLANTED = [3, 17, 42, 99, 250]
@@ -63,13 +64,13 @@ def test_permutation_null_paired_swaps_within_pairs():
     assert res.p_value < 0.05
     # the batched t used for the null equals scipy's paired t on the true labels
     d = a - b
-    p_batch = ls._t_pvalues_batch(d, np.ones((1, 40)), paired=True)[0]
+    p_batch = t_pvalues_batch(d, np.ones((1, 40)), paired=True)[0]
     np.testing.assert_allclose(p_batch, stats.ttest_rel(a, b).pvalue, rtol=1e-9)
 
 
 def test_batched_welch_matches_scipy(planted):
     X, y = planted
-    p_batch = ls._t_pvalues_batch(X, y[None].astype(float), paired=False)[0]
+    p_batch = t_pvalues_batch(X, y[None].astype(float), paired=False)[0]
     np.testing.assert_allclose(p_batch, stats.ttest_ind(X[y], X[~y], equal_var=False).pvalue,
                                rtol=1e-8)
 
@@ -109,7 +110,9 @@ def test_paired_contrast_matches_ttest_rel_and_dz():
     np.testing.assert_allclose(res["t"][:4], ref.statistic, rtol=1e-12)
     np.testing.assert_allclose(res["p"][:4], ref.pvalue, rtol=1e-10)
     d = a - b
-    np.testing.assert_allclose(res["cohens_d"][:4], (d.mean(0) / d.std(0, ddof=1))[:4])
+    np.testing.assert_allclose(res["cohens_dz"][:4], (d.mean(0) / d.std(0, ddof=1))[:4])
+    d_av = (a.mean(0) - b.mean(0)) / np.sqrt((a.var(0, ddof=1) + b.var(0, ddof=1)) / 2)
+    np.testing.assert_allclose(res["cohens_d"][:4], d_av[:4])
     assert res["p_mwu"].isna().all()
     assert res.loc[4, "constant"] and np.isnan(res.loc[4, "t"])
     with pytest.raises(ValueError, match="equal group sizes"):
@@ -195,10 +198,20 @@ def test_logistic_matches_statsmodels_and_flags_separation(logistic_data):
         assert res.loc[j, "coef"] == pytest.approx(fit.params[1], abs=1e-5)
         assert res.loc[j, "se"] == pytest.approx(fit.bse[1], abs=1e-5)
         assert res.loc[j, "z"] == pytest.approx(fit.tvalues[1], abs=1e-5)
-        assert res.loc[j, "p"] == pytest.approx(fit.pvalues[1], abs=1e-5, rel=1e-5)
+        assert res.loc[j, "p_wald"] == pytest.approx(fit.pvalues[1], abs=1e-5, rel=1e-5)
+        assert res.loc[j, "lr"] == pytest.approx(fit.llr, rel=1e-6)
+        assert res.loc[j, "p"] == pytest.approx(fit.llr_pvalue, rel=1e-5, abs=1e-300)
     assert res["separable"].tolist() == [False] * 5 + [True, True, False]
     assert res.loc[7, "constant"]
-    assert res.loc[5:, ["coef", "p"]].isna().all().all()
+    assert res.loc[5:, ["coef", "p_wald"]].isna().all().all() and np.isnan(res.loc[7, "p"])
+    # separation: the LR test uses the likelihood's supremum, a finite chi2 (never a Wald p near 1)
+    n1, n = y.sum(), len(y)
+    ll0 = n1 * np.log(n1 / n) + (n - n1) * np.log((n - n1) / n)
+    assert res.loc[5, "lr"] == pytest.approx(-2 * ll0)  # complete: the supremum is 0
+    tied1, tied0 = int(((X[:, 6] == 0) & y).sum()), int(((X[:, 6] == 0) & ~y).sum())
+    sup = tied1 * np.log(tied1 / (tied1 + tied0)) + tied0 * np.log(tied0 / (tied1 + tied0))
+    assert res.loc[6, "lr"] == pytest.approx(2 * (sup - ll0))  # quasi-complete: the tie keeps its proportion
+    assert 0 < res.loc[6, "p"] < 1e-10
     assert res.loc[5, "cv_auc"] == 1.0 and res.loc[5, "cv_balanced_accuracy"] == 1.0
 
 

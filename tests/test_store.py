@@ -14,7 +14,6 @@ from lamina.data.corpus import load_corpus
 from lamina.data.windows import corpus_windows
 from lamina.errors import InputError
 from lamina.extract import extract
-from lamina.store import ActivationStore
 
 SITES = ["resid_post.1", "mlp_post.2", "q.3"]
 

@@ -23,7 +23,8 @@ from lamina.cli import app
 from lamina.data.corpus import Document
 from lamina.errors import InputError
 from lamina.models.tokenizers import gpt2_tokenizer
-from lamina.stats import TooFewSamplesError, permutation_null
+from lamina.analyses.tuning_layer import layer_binary
+from lamina.stats import TooFewSamplesError, correct_pvalues, label_draws, permutation_null
 
 runner = CliRunner()
 
@@ -34,7 +35,7 @@ def tok():
 
 
 def _single_token_words(tok, name: str) -> list[str]:
-    words = C._read_lines(C._builtin_file(f"{name}_words.txt"), "words")
+    words = C.read_lines(C.builtin_file(f"{name}_words.txt"), "words")
     return [w for w in words if len(tok(" " + w)["input_ids"]) == 1]
 
 
@@ -45,7 +46,9 @@ def _synthetic(y, paired=False, token_ids=None) -> C.SampleSet:
     rows = pd.DataFrame({"text": np.arange(n), "positions": [(0,)] * n, "position": 0,
                          "token_id": token_ids if token_ids is not None else np.arange(n), "token": "x",
                          "word": "", "n_subtokens": 1, "label": y, "group": np.where(y, "a", "b"),
-                         "pair": -1, "char_len": 3, "log_freq": 1.0})
+                         "pair": np.r_[np.arange(n // 2), np.arange(n // 2)] if paired else -1,
+                         "char_len": 3, "log_freq": 1.0, "word_type": np.arange(n).astype(str),
+                         "paragraph": np.arange(n), "doc": np.arange(n)})
     return C.SampleSet("test", ["x"] * n, rows, "binary", ("a", "b"), "test", "synthetic", paired=paired)
 
 
@@ -68,7 +71,10 @@ def test_planted_neuron_found_by_lamina_tune(tmp_path, tok):
                                  "--no-probes", "--permutations", "200", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert "Welch" in report["settings"]["test"] and report["settings"]["family"] == "layer"
+    assert "cluster-robust" in report["settings"]["test"] and report["settings"]["family"] == "layer"
+    assert report["settings"]["unit"] == "word_type x paragraph"
+    assert [r["layer"] for r in report["layers"]] == list(range(4))
+    assert all({"layer", "n_neurons", "n_significant"} <= set(r) for r in report["layers"])
     assert "Benjamini-Hochberg" in report["settings"]["correction"]
 
     neurons = pd.read_csv(out / "neurons.csv")
@@ -87,7 +93,9 @@ def test_planted_neuron_found_by_lamina_tune(tmp_path, tok):
 def test_tune_api_probes_and_heatmap(llama):
     samples = C.category(llama.tokenizer, max_per_group=20)
     r = T.tune(llama, samples, "mlp_post", layers="2-3", permutations=10, ks=(1, 2), rank_by=("mean_diff", "l1"),
-               progress=False, n_examples=2)
+               progress=False, n_examples=2, reference_permutations=2)
+    assert (r.laminar["probe_best_auc_null_max"].between(0, 1)).all()
+    assert (r.laminar["best_cv_balanced_accuracy_null_max"].between(0, 1)).all()
     assert sorted(r.probes["layer"].unique()) == [2, 3] and set(r.probes["k"]) == {1, 2}
     assert set(r.probes["rank_by"]) == {"mean_diff", "l1"}
     assert r.null_counts.shape == (10, 2) and len(r.neurons) == 2 * 512
@@ -182,27 +190,37 @@ def test_user_table_labels(tmp_path, tok):
 
 # --------------------------------------------------------------------------- statistics plumbing
 @pytest.mark.parametrize("paired", [False, True])
-def test_null_counts_match_stats_permutation_null(paired):
+def test_null_counts_match_scipy_on_the_same_draws(paired):
+    """The shared null (label_draws -> null_pvalues -> count) against scipy's t-tests on the same labellings."""
+    from scipy import stats as st
+
     rng = np.random.default_rng(3)
     n = 40
     y = np.r_[np.ones(n // 2, bool), np.zeros(n // 2, bool)]
     X = rng.standard_normal((n, 60))
     X[y, :3] += 1.5
-    s = _synthetic(y, paired=paired)
-    keep = np.ones(60, bool)
-    draws = T._draw_permutations(s, 30, seed=5)
-    P = T._null_pvalues(X, s, keep, draws)
-    counts = [T._count([row], "layer", 0.05, "fdr_bh")[0] for row in P]
+    design = T.design_for(_synthetic(y, paired=paired))
+    draws = label_draws(y, design, 30, seed=5)
     ref = permutation_null(X, y, n_permutations=30, seed=5, paired=paired)
-    assert counts == ref.null_counts.tolist()
+    expected = []
+    for d in draws:
+        if paired:
+            diff = (X[y] - X[~y]) * d[:, None]
+            p = st.ttest_1samp(diff, 0.0).pvalue
+        else:
+            p = st.ttest_ind(X[d > 0.5], X[d < 0.5], equal_var=False).pvalue
+        expected.append(int(correct_pvalues(p, "fdr_bh", "model").reject.sum()))
+    assert ref.null_counts.tolist() == expected
 
 
-def test_separable_neuron_is_reported_without_a_wald_p():
+def test_separable_neuron_gets_a_likelihood_ratio_p_not_a_wald_p():
     y = np.r_[np.ones(20, bool), np.zeros(20, bool)]
     X = np.random.default_rng(0).standard_normal((40, 5))
     X[:, 0] = np.where(y, 5.0, -5.0) + np.linspace(0, 1, 40)
-    df, _, _ = T._layer_binary(X, _synthetic(y), cv=5, ks=(1,), rank_by=("mean_diff",), seed=0, probes=False)
-    assert df["separable"].iloc[0] and np.isnan(df["logit_p"].iloc[0])
+    s = _synthetic(y)
+    df, _, _ = layer_binary(X, s, T.design_for(s), cv=5, ks=(1,), rank_by=("mean_diff",), seed=0, probes=False)
+    assert df["separable"].iloc[0] and np.isnan(df["logit_p_wald"].iloc[0])
+    assert 0 < df["logit_p"].iloc[0] < 1e-8  # LR at the likelihood's supremum: small, finite
     assert df["cv_balanced_accuracy"].iloc[0] == 1.0 and not df["separable"].iloc[1:].any()
 
 
@@ -247,3 +265,68 @@ def test_builtin_contrasts_on_embedded_model(tmp_path, contrast):
     s = json.loads(result.stdout[result.stdout.index("{"):])["settings"]
     assert s["test"] and s["family_description"] and s["correction"]
     assert "Family:" in s["statement"] and "Correction:" in s["statement"]
+
+
+# --------------------------------------------------------------------------- units through the command line
+def _unit_table(tmp_path):
+    rng = np.random.default_rng(0)
+    speakers = np.repeat([f"s{i}" for i in range(12)], 4)
+    label = np.repeat(rng.permutation(np.arange(12) < 6), 4)
+    words = ["cat", "dog", "tree", "car", "book", "lamp"]
+    texts = [f"Speaker {s} said the {words[i % 6]} was here." for i, s in enumerate(speakers)]
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": texts, "label": label, "speaker": speakers}).to_csv(path, index=False)
+    return path
+
+
+def test_tune_cli_unit_column_end_to_end(tmp_path):
+    path = _unit_table(tmp_path)
+    base = ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path), "--label-column", "label",
+            "--layers", "0,1", "--permutations", "5", "--no-probes", "--reference-permutations", "0", "--cv", "3"]
+    result = runner.invoke(app, base + ["--unit-column", "speaker", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["settings"]["unit"] == "speaker" and "one-way cluster-robust" in report["settings"]["test"]
+    assert [r["layer"] for r in report["layers"]] == [0, 1]
+    assert all(r["n_significant"] <= r["n_neurons"] == 512 for r in report["layers"])
+    occ = runner.invoke(app, base + ["--unit", "occurrence", "--json"])
+    assert occ.exit_code == 0 and "occurrence-level Welch" in json.loads(occ.stdout[occ.stdout.index("{"):])[
+        "settings"]["test"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--unit-column", "nope"], "unknown --unit-column 'nope'"),
+    (["--alpha", "1.5"], "--alpha 1.5"),
+    (["--unit", "types"], "--unit 'types'"),
+])
+def test_tune_cli_bad_unit_input_exits_2(tmp_path, extra, message):
+    path = _unit_table(tmp_path)
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path),
+                                 "--label-column", "label", "--layers", "0", "--permutations", "0"] + extra)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_single_level_unit_and_missing_spacy_exit_2(tmp_path, monkeypatch):
+    path = _unit_table(tmp_path)
+    df = pd.read_csv(path).assign(room="one")
+    df.to_csv(path, index=False)
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path),
+                                 "--label-column", "label", "--unit-column", "room", "--layers", "0"])
+    assert result.exit_code == 2 and "single level" in result.output
+    import sys
+
+    from lamina.data import labels as lab
+
+    monkeypatch.setattr(lab, "_NLP", None)
+    monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy -> ImportError
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "nouns-verbs", "--layers", "0"])
+    assert result.exit_code == 2 and "pip install 'lamina[linguistics]'" in result.output, result.output
+
+
+def test_too_few_word_types_for_grouped_cv_names_the_minimum(tmp_path, llama):
+    (tmp_path / "a.txt").write_text("tooth\nteeth\ngum\n")
+    (tmp_path / "b.txt").write_text("sofa\nlamp\nkettle\nchair\nbed\ntable\n")
+    s = C.category(llama.tokenizer, words_a=tmp_path / "a.txt", words_b=tmp_path / "b.txt")
+    with pytest.raises(TooFewSamplesError, match="at least 5 per group"):
+        T.check_sizes(s, 5, T.design_for(s), replication=False)

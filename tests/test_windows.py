@@ -1,7 +1,6 @@
 """Windows and batches: every token counted exactly once, first-token policy, padding masked."""
-import torch
 
-from lamina.data.corpus import Document, builtin_corpus, fingerprint, load_corpus
+from lamina.data.corpus import builtin_corpus, fingerprint, load_corpus
 from lamina.data.windows import batches, make_windows, split_row_id
 
 import pytest

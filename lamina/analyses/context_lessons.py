@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts import SampleSet, _builtin_file, _encode, _read_lines, _span_positions
+from lamina.analyses.contrasts import SampleSet, builtin_file, encode_text, read_lines, span_positions
+from lamina.analyses.sample_activations import gather_activations, parse_layers
 from lamina.errors import InputError
 
 LENGTH_GROUPS = ("below median", "at median", "above median")
@@ -101,9 +102,9 @@ def default_context_items(max_items: int = 40) -> list[tuple[str, str]]:
     lists = []
     for words_file, sentences_file in (("dental_words.txt", "dental_sentences.txt"),
                                        ("household_words.txt", "household_sentences.txt")):
-        sentences = _read_lines(_builtin_file(sentences_file), "sentences")
+        sentences = read_lines(builtin_file(sentences_file), "sentences")
         items = []
-        for w in _read_lines(_builtin_file(words_file), "words"):
+        for w in read_lines(builtin_file(words_file), "words"):
             hit = next((s for s in sentences if re.search(rf"(?<=\s){re.escape(w)}\b", s)), None)
             if hit:
                 items.append((w, hit))
@@ -121,7 +122,6 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
     alone bare ("word"), in its sentence (the word must appear there after a space), and, as a baseline,
     the next word of the list alone with a leading space.
     """
-    from lamina.analyses.tuning import gather_activations, parse_layers
 
     items = items or default_context_items()
     if len(items) < 2:
@@ -138,8 +138,8 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
                                  ("alone_bare", word, (0, len(word))),
                                  ("other_space", " " + other, (1, 1 + len(other))),
                                  ("context", sentence, (m.start(), m.end()))):
-            ids, offsets, special = _encode(tok, text, 512)
-            pos = _span_positions(offsets, special, *span)
+            ids, offsets, special = encode_text(tok, text, 512)
+            pos = span_positions(offsets, special, *span)
             rows.append({"text": len(texts), "positions": (pos[-1],), "word": word, "condition": cond,
                          "n_subtokens": len(pos)})
             texts.append(text)

@@ -42,7 +42,8 @@ NEGATION_READ = ("after-edit", "final")
 WORD_COLUMNS = {"word", "pos", "tag", "dep", "is_noun", "is_verb", "is_propn", "is_entity", "ent_type",
                 "is_negation", "is_sentence_start", "is_capitalized", "n_subtokens"}
 SAMPLE_COLUMNS = ["text", "positions", "position", "token_id", "token", "word", "n_subtokens", "label",
-                  "group", "pair", "char_len", "log_freq"]
+                  "group", "pair", "char_len", "log_freq", "word_type", "paragraph", "doc"]
+CORPUS_UNITS = ("word_type", "paragraph")  # the units of replication of corpus samples (two-way clustered)
 
 
 @dataclass
@@ -63,6 +64,8 @@ class SampleSet:
     max_length: int = 128
     notes: list[str] = field(default_factory=list)    # everything a reader should know: splits, drops
     split_report: pd.DataFrame | None = None           # words the tokenizer splits into several tokens
+    units: tuple = ()           # the unit(s) of replication: row columns (word_type, paragraph, ...); () = each
+                                # row independent; paired designs use the pair
 
     @property
     def y(self) -> np.ndarray:
@@ -79,13 +82,19 @@ class SampleSet:
         sizes = ", ".join(f"{k} n={v}" for k, v in self.group_sizes().items())
         return f"{self.contrast}: {sizes}; {self.reading}"
 
+    def unit_counts(self) -> dict[str, int]:
+        """Distinct levels of each unit column the rows carry (word types, paragraphs, documents, pairs)."""
+        cols = [c for c in ("word_type", "paragraph", "doc", "pair") + tuple(self.units) if c in self.rows]
+        return {c: int(self.rows[c].nunique()) for c in dict.fromkeys(cols)
+                if not (c == "pair" and not self.paired)}
+
 
 # --------------------------------------------------------------------------- helpers
-def _builtin_file(name: str) -> Path:
+def builtin_file(name: str) -> Path:
     return Path(str(resources.files("lamina.data") / "contrasts" / name))
 
 
-def _read_lines(path, what: str) -> list[str]:
+def read_lines(path, what: str) -> list[str]:
     try:
         content = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -99,8 +108,13 @@ def _read_lines(path, what: str) -> list[str]:
 
 def corpus_texts(docs: list[Document], max_words: int = 90) -> list[str]:
     """Paragraphs of the documents; a paragraph longer than `max_words` is cut at sentence ends."""
-    texts = []
-    for d in docs:
+    return corpus_paragraphs(docs, max_words)[0]
+
+
+def corpus_paragraphs(docs: list[Document], max_words: int = 90) -> tuple[list[str], list[int]]:
+    """(paragraph texts, index of the document each comes from); see `corpus_texts`."""
+    texts, owner = [], []
+    for i, d in enumerate(docs):
         for para in re.split(r"\n\s*\n", d.text):
             para = " ".join(para.split())
             if not para:
@@ -110,12 +124,14 @@ def corpus_texts(docs: list[Document], max_words: int = 90) -> list[str]:
                 w = len(sent.split())
                 if chunk and n + w > max_words:
                     texts.append(" ".join(chunk))
+                    owner.append(i)
                     chunk, n = [], 0
                 chunk.append(sent)
                 n += w
             if chunk:
                 texts.append(" ".join(chunk))
-    return texts
+                owner.append(i)
+    return texts, owner
 
 
 def corpus_counts(tokenizer, docs: list[Document] | None = None) -> np.ndarray:
@@ -125,22 +141,21 @@ def corpus_counts(tokenizer, docs: list[Document] | None = None) -> np.ndarray:
     return token_frequency(ids, vocab_size=len(tokenizer))
 
 
-def _limit_texts(texts: list[str], tokenizer, max_tokens: int | None, seed: int = 0) -> list[str]:
-    """Texts drawn in a random order (seeded, so every document can contribute) until their model tokens
-    add up to at least `max_tokens`; all texts, in order, when None."""
+def _limit_texts(texts: list[str], tokenizer, max_tokens: int | None, seed: int = 0) -> list[int]:
+    """Indices of texts drawn in a random order (seeded, so every document can contribute) until their model
+    tokens add up to at least `max_tokens`; all texts, in order, when None."""
     if not max_tokens:
-        return texts
+        return list(range(len(texts)))
     kept, total = [], 0
     for i in np.random.default_rng(seed).permutation(len(texts)):
-        t = texts[i]
         if total >= max_tokens:
             break
-        kept.append(t)
-        total += len(tokenizer(t)["input_ids"])
+        kept.append(int(i))
+        total += len(tokenizer(texts[i])["input_ids"])
     return kept
 
 
-def _encode(tokenizer, text: str, max_length: int):
+def encode_text(tokenizer, text: str, max_length: int):
     enc = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=True,
                     return_special_tokens_mask=True)
     special = set(tokenizer.all_special_ids)
@@ -148,7 +163,7 @@ def _encode(tokenizer, text: str, max_length: int):
     return list(enc["input_ids"]), list(enc["offset_mapping"]), is_special
 
 
-def _span_positions(offsets, is_special, start: int, end: int) -> tuple[int, ...]:
+def span_positions(offsets, is_special, start: int, end: int) -> tuple[int, ...]:
     """Positions of the tokens whose characters overlap [start, end) (leading spaces do not count)."""
     return tuple(i for i, ((a, b), s) in enumerate(zip(offsets, is_special))
                  if not s and min(b, end) - max(a, start) > 0)
@@ -176,8 +191,10 @@ def _check_pooling(word_pooling: str) -> None:
         raise InputError(f"unknown --word-pooling '{word_pooling}'; choose one of {', '.join(WORD_POOLING)}")
 
 
-def _finish(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+def _finish(rows: list[dict] | pd.DataFrame, type_column: str = "token") -> pd.DataFrame:
     df = pd.DataFrame(rows)
+    if len(df):
+        df = add_units(df, type_column)
     for col in SAMPLE_COLUMNS:
         if col not in df:
             df[col] = -1 if col == "pair" else ("" if col in ("word", "group", "token") else np.nan)
@@ -196,10 +213,28 @@ def _corpus_table(tokenizer, docs, max_docs, max_tokens, max_length, counts, see
     docs = docs if docs is not None else load_corpus(None)
     if max_docs:
         docs = docs[:max_docs]
-    texts = _limit_texts(corpus_texts(docs), tokenizer, max_tokens, seed)
+    paragraphs, owner = corpus_paragraphs(docs)
+    kept = _limit_texts(paragraphs, tokenizer, max_tokens, seed)
+    texts = [paragraphs[i] for i in kept]
     table = label_tokens(texts, tokenizer, max_length=max_length)
+    table["source_doc"] = np.asarray([owner[i] for i in kept], dtype=int)[table["doc"].to_numpy()] if len(table) else []
     counts = counts if counts is not None else corpus_counts(tokenizer)
     return texts, add_log_frequency(table, counts)
+
+
+def normalize_type(s) -> str:
+    """The word type of a word or token string: stripped and lowercased."""
+    return str(s).strip().lower()
+
+
+def add_units(df: pd.DataFrame, type_column: str) -> pd.DataFrame:
+    """Unit columns of sample rows: `word_type` (the normalized `type_column` string), `paragraph` (the text
+    index), `doc` (the source document: `source_doc` for corpus rows, else the text)."""
+    df = df.copy()
+    df["word_type"] = df[type_column].map(normalize_type)
+    df["paragraph"] = df["text"].astype(int)
+    df["doc"] = df["source_doc"].astype(int) if "source_doc" in df else df["text"].astype(int)
+    return df.drop(columns=["source_doc"], errors="ignore")
 
 
 def _word_samples(table: pd.DataFrame, word_pooling: str) -> pd.DataFrame:
@@ -211,7 +246,7 @@ def _word_samples(table: pd.DataFrame, word_pooling: str) -> pd.DataFrame:
     read_rows = groups.tail(1) if word_pooling in ("last", "mean") else groups.head(1)
     read_rows = read_rows.set_index(["doc", "word_index"])
     out = first[[c for c in first.columns if c in WORD_COLUMNS]].copy()
-    for col in ("position", "token_id", "token", "char_len", "log_freq"):
+    for col in ("position", "token_id", "token", "char_len", "log_freq", "source_doc"):
         out[col] = read_rows[col]
     out["positions"] = pos_lists if word_pooling == "mean" else [(int(p),) for p in out["position"]]
     return out.reset_index().rename(columns={"doc": "text"})
@@ -227,13 +262,14 @@ def part_of_speech(tokenizer, a: str = "NOUN", b: str = "VERB", docs=None, word_
     words = words[words["pos"].isin([a, b])].copy()
     words["label"] = words["pos"] == a
     words["group"] = np.where(words["label"], a.lower(), b.lower())
-    rows, notes = _subsample(_finish(words), max_per_group, seed)
+    rows, notes = _subsample(_finish(words, "word"), max_per_group, seed)
     multi = rows[rows["n_subtokens"] > 1]
     notes.insert(0, f"{len(multi)} of {len(rows)} words span several tokens; read at the {word_pooling} "
                     "sub-token" + (" (mean over sub-tokens)" if word_pooling == "mean" else ""))
     return SampleSet(contrast, texts, rows, "binary", (a.lower(), b.lower()), f"pos {a} vs {b}",
                      f"each spaCy {a} / {b} word of {len(texts)} corpus paragraphs, read at its "
-                     f"{word_pooling} sub-token", word_pooling=word_pooling, max_length=max_length, notes=notes)
+                     f"{word_pooling} sub-token", word_pooling=word_pooling, max_length=max_length, notes=notes,
+                     units=CORPUS_UNITS)
 
 
 def nouns_verbs(tokenizer, **kw) -> SampleSet:
@@ -262,14 +298,14 @@ def token_length(tokenizer, docs=None, max_docs=None, max_tokens=None, max_per_g
         rows = rows.reset_index(drop=True)
     return SampleSet("token-length", texts, rows, "continuous", None, "token character length",
                      f"every token of {len(texts)} corpus paragraphs (its own character length, spaces stripped)",
-                     control=["log_freq"], max_length=max_length, notes=notes)
+                     control=["log_freq"], max_length=max_length, notes=notes, units=CORPUS_UNITS)
 
 
 # --------------------------------------------------------------------------- negation
 def read_pairs(path=None) -> list[tuple[str, str]]:
     """(affirmed, negated) sentence pairs from a two-column TSV with a header (default: the built-in 233)."""
-    path = path or _builtin_file("negation_pairs.tsv")
-    lines = _read_lines(path, "negation pairs")
+    path = path or builtin_file("negation_pairs.tsv")
+    lines = read_lines(path, "negation pairs")
     pairs = []
     for n, line in enumerate(lines[1:], 2):
         cols = line.split("\t")
@@ -297,7 +333,7 @@ def negation(tokenizer, pairs=None, read: str = "after-edit", max_per_group=None
     counts = counts if counts is not None else corpus_counts(tokenizer)
     texts, rows, fallback = [], [], 0
     for i, (aff, neg) in enumerate(pairs):
-        (ia, _, sa), (ineg, _, sn) = _encode(tokenizer, aff, max_length), _encode(tokenizer, neg, max_length)
+        (ia, _, sa), (ineg, _, sn) = encode_text(tokenizer, aff, max_length), encode_text(tokenizer, neg, max_length)
         if read == "final":
             pa, pn = _last_real(sa), _last_real(sn)
         else:
@@ -318,12 +354,12 @@ def negation(tokenizer, pairs=None, read: str = "after-edit", max_per_group=None
              if read == "after-edit" else "the final token of each sentence")
     return SampleSet("negation", texts, _finish(rows), "binary", ("negated", "affirmed"), "negation",
                      f"{len(pairs)} matched sentence pairs, read at {where}", paired=True,
-                     max_length=max_length, notes=notes)
+                     max_length=max_length, notes=notes, units=("pair",))
 
 
 # --------------------------------------------------------------------------- category
 def _words(path, default: str, what: str, notes: list[str]) -> list[str]:
-    words = _read_lines(path or _builtin_file(default), what)
+    words = read_lines(path or builtin_file(default), what)
     seen, out = set(), []
     for w in words:
         if w in seen:
@@ -393,7 +429,7 @@ def category(tokenizer, words_a=None, words_b=None, sentences_a=None, sentences_
         for label, name, path, words in ((True, names[0], sentences_a, lists and lists[0]),
                                          (False, names[1], sentences_b, lists and lists[1])):
             missing = 0
-            for sent in _read_lines(path, f"sentences of {name}"):
+            for sent in read_lines(path, f"sentences of {name}"):
                 if words:
                     spans = [(m.start(), m.end(), m.group(0)) for w in words
                              for m in re.finditer(rf"\b{re.escape(w)}\b", sent, flags=re.IGNORECASE)]
@@ -417,7 +453,7 @@ def category(tokenizer, words_a=None, words_b=None, sentences_a=None, sentences_
                 reports.append(pd.DataFrame({"word": m["word"], "n_tokens": m["n_subtokens"], "tokens": m["pieces"],
                                              "leading_space": m["pieces"].map(lambda p: p[0].startswith(" ")),
                                              "group": name}))
-    rows_df = _finish(rows).drop(columns=["pieces"], errors="ignore")
+    rows_df = _finish(rows, "word" if lists else "token").drop(columns=["pieces"], errors="ignore")
     rows_df, sub = _subsample(rows_df, max_per_group, seed)
     report = pd.concat(reports, ignore_index=True) if reports else None
     for name in names:
@@ -427,7 +463,7 @@ def category(tokenizer, words_a=None, words_b=None, sentences_a=None, sentences_
                 notes.append(note)
     return SampleSet("category", texts, rows_df, "binary", tuple(names), f"category {names[0]} vs {names[1]}",
                      reading, word_pooling=word_pooling, max_length=max_length, notes=notes + sub,
-                     split_report=report)
+                     split_report=report, units=CORPUS_UNITS if lists else ("paragraph",))
 
 
 def _stem(path) -> str:
@@ -436,14 +472,14 @@ def _stem(path) -> str:
 
 def _occurrences(tokenizer, text, spans, text_index, label, group, word_pooling, max_length, counts) -> list[dict]:
     """Sample rows for word spans [(start, end, word)] of one text (None: its final token)."""
-    ids, offsets, special = _encode(tokenizer, text, max_length)
+    ids, offsets, special = encode_text(tokenizer, text, max_length)
     if spans is None:
         p = _last_real(special)
         return [{"text": text_index, "positions": (p,), "position": p, "label": label, "group": group,
                  "n_subtokens": 1, "word": "", **_token_fields(tokenizer, ids, p, counts)}]
     out = []
     for start, end, word in spans:
-        positions = _span_positions(offsets, special, start, end)
+        positions = span_positions(offsets, special, start, end)
         if not positions:  # cut off by truncation
             continue
         p = _read(positions, word_pooling)
@@ -472,12 +508,13 @@ def _binary_or_continuous(values: pd.Series, column: str):
 
 def labels(tokenizer, label_column: str | None = None, table=None, docs=None, word_pooling: str = "last",
            max_docs=None, max_tokens=None, max_per_group=None, max_length: int = 128, counts=None,
-           seed: int = 0, **_) -> SampleSet:
+           seed: int = 0, unit_columns=(), **_) -> SampleSet:
     """A user label: a column of the corpus's token table, or of a table (CSV/TSV/Parquet/JSONL) with `text`.
 
     `COLUMN=VALUE` makes a binary label (rows equal to VALUE are group A). A user table gives one sample
     per row, read at its `position` column if it has one (a token index into the model input), else at
-    the final token.
+    the final token; its rows are independent unless `unit_columns` (one or two columns of the table) name
+    their units of replication. Corpus labels have the corpus units (word type x paragraph).
     """
     if not label_column:
         raise InputError("--contrast labels needs --label-column (a column of the token table or of --table)")
@@ -498,7 +535,7 @@ def labels(tokenizer, label_column: str | None = None, table=None, docs=None, wo
             reading = "every token with a visible character"
         reading += f" of {len(texts)} corpus paragraphs"
     else:
-        texts, samples = _user_table(tokenizer, table, column, max_length, counts)
+        texts, samples = _user_table(tokenizer, table, column, max_length, counts, tuple(unit_columns or ()))
         reading = f"one sample per row of {Path(table).name}, at its position column or final token"
     if value:
         lab, kind, groups = samples[column].astype(str) == value, "binary", (value, f"not {value}")
@@ -507,12 +544,15 @@ def labels(tokenizer, label_column: str | None = None, table=None, docs=None, wo
     samples = samples.loc[lab.index].copy()
     samples["label"] = lab
     samples["group"] = np.where(lab, groups[0], groups[1]) if kind == "binary" else ""
-    rows, notes = _subsample(_finish(samples), max_per_group, seed) if kind == "binary" else (_finish(samples), [])
+    type_column = "word" if table is None and column in WORD_COLUMNS else "token"
+    rows = _finish(samples, type_column)
+    rows, notes = _subsample(rows, max_per_group, seed) if kind == "binary" else (rows, [])
+    units = CORPUS_UNITS if table is None else tuple(unit_columns or ())
     return SampleSet("labels", texts, rows, kind, groups, label_column, reading, word_pooling=word_pooling,
-                     max_length=max_length, notes=notes)
+                     max_length=max_length, notes=notes, units=units)
 
 
-def _user_table(tokenizer, path, column: str, max_length: int, counts):
+def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_columns: tuple = ()):
     path = Path(path)
     try:
         if path.suffix == ".parquet":
@@ -528,15 +568,21 @@ def _user_table(tokenizer, path, column: str, max_length: int, counts):
     if column not in df.columns:
         raise InputError(f"unknown label column '{column}'; --table {path.name} has "
                          f"{', '.join(map(str, df.columns))}")
+    for u in unit_columns:
+        if u not in df.columns:
+            raise InputError(f"unknown --unit-column '{u}'; --table {path.name} has {', '.join(map(str, df.columns))}")
+        if u in SAMPLE_COLUMNS or u == column:
+            raise InputError(f"--unit-column '{u}' is a name lamina uses for its own sample columns; rename it "
+                             f"in the table (reserved: {', '.join(SAMPLE_COLUMNS)})")
     rows = []
     for i, r in enumerate(df.itertuples(index=False)):
         text = str(getattr(r, "text"))
-        ids, _, special = _encode(tokenizer, text, max_length)
+        ids, _, special = encode_text(tokenizer, text, max_length)
         p = int(getattr(r, "position")) if "position" in df.columns else _last_real(special)
         if not 0 <= p < len(ids) or special[p]:
             raise InputError(f"--table row {i + 1}: position {p} is not a token of its text (0-{len(ids) - 1})")
         rows.append({"text": i, "positions": (p,), "position": p, column: getattr(r, column),
-                     **_token_fields(tokenizer, ids, p, counts)})
+                     **{u: df[u].iat[i] for u in unit_columns}, **_token_fields(tokenizer, ids, p, counts)})
     return [str(t) for t in df["text"]], pd.DataFrame(rows)
 
 

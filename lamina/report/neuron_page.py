@@ -76,8 +76,9 @@ def _comparison(neuron: dict, mx: dict) -> str:
     rep = mx.get("reproducibility") or {}
     if rep.get("n_seeds", 0) > 1:
         parts.append(_table(["seeds", "unique decoded tokens", "mean pairwise Jaccard", "mean pairwise cosine",
-                             "re-scored mean", "std", "min", "max"],
+                             "cosine of the initial random tokens (baseline)", "re-scored mean", "std", "min", "max"],
                             [[rep["n_seeds"], rep["unique_tokens"], rep["mean_jaccard"], rep["mean_cosine"],
+                              rep.get("initial_mean_cosine"),
                               rep["activation_mean"], rep["activation_std"], rep["activation_min"],
                               rep["activation_max"]]]))
     if mx.get("fluency"):

@@ -122,6 +122,9 @@ def write_tuning(result, out: Path) -> dict[str, Path]:
         .to_csv(p["samples"], index=False)
     null = pd.DataFrame(result.null_counts, columns=[f"layer_{L}" for L in s["layers"]])
     null.to_csv(p["null"], index_label="permutation")
+    if result.controls is not None:
+        p["controls"] = out / "controls.csv"
+        result.controls.to_csv(p["controls"], index=False)
     if len(result.probes):
         p["probes"] = out / "probes.csv"
         _flat(result.probes).to_csv(p["probes"], index=False)
@@ -145,34 +148,42 @@ def write_tuning(result, out: Path) -> dict[str, Path]:
 def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
     s, lam = result.settings, result.laminar
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"])
-    statement = (f"<div class='note'><b>Test:</b> {html.escape(s['test'])}.<br><b>Family:</b> "
+    statement = (f"<div class='note'><b>Test:</b> {html.escape(s['test'])}.<br><b>Unit of replication:</b> "
+                 f"{html.escape(s['unit'])} ({html.escape(json.dumps(s['unit_counts']))}); null: "
+                 f"{html.escape(s['null'])}; CV folds {html.escape(s['cv_folds'])}.<br><b>Family:</b> "
                  f"{html.escape(s['family_description'])}.<br><b>Correction:</b> {html.escape(s['correction'])} "
                  f"({html.escape(s['bh'])}).<br><b>Samples:</b> {html.escape(s['reading'])}; "
                  f"{html.escape(json.dumps(s['group_sizes']))}.</div>")
     if s.get("null_total"):
         n = s["null_total"]
         statement += (f"<p>Significant neurons over all layers: <b>{s['n_significant_total']}</b>; under "
-                      f"{s['permutations']} label permutations: mean {n['mean']:.3g}, central 95% "
+                      f"{s['permutations']} null labellings ({html.escape(s['null'])}): mean {n['mean']:.3g}, central 95% "
                       f"{n['low']:g}-{n['high']:g}, permutation p = {n['p_value']:.3g}.</p>")
     if s.get("confound_balance"):
         statement += "<p>Confound balance (mean of the token read): " + "; ".join(
             f"{html.escape(g)}: {v['char_len']:.2f} characters, log frequency {v['log_freq']:.2f}"
             for g, v in s["confound_balance"].items()) + ". <code>controlled_*</code> columns: the contrast as a " \
-            "partial correlation controlling for both.</p>"
+            "test controlling for both, at the same unit.</p>"
     if notes:
         statement += f"<ul>{notes}</ul>"
-    cols = [c for c in ("layer", "n_significant", "fraction_significant", "n_significant_bonferroni", "null_low",
-                        "null_high", "permutation_p", "n_significant_controlled", "best_neuron", "best_t", "best_r",
-                        "best_cv_balanced_accuracy", "best_cv_auc", "n_separable", "probe_best_auc", "probe_best_k",
+    cols = [c for c in ("layer", "n_significant", "fraction_significant", "n_significant_bonferroni",
+                        "n_significant_occurrence", "null_low", "null_high", "null_count_high", "permutation_p",
+                        "n_significant_controlled", "best_neuron", "best_t", "best_r", "best_cv_balanced_accuracy",
+                        "best_cv_balanced_accuracy_null_max", "best_cv_auc", "n_separable", "probe_best_auc",
+                        "probe_best_auc_null_max", "probe_best_k",
                         "probe_best_rank_by", "replication_r", "token_eps2_top", "top_neurons") if c in lam]
     sections = [("What was tested", statement), ("Laminar tuning profile", image(paths["plot"]) + table(lam[cols])),
                 ("Top neurons (all layers)", table(result.top))]
+    if result.controls is not None:
+        sections.insert(2, ("Negative controls", "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in
+                                                                    s.get("controls", [])) + "</ul>"
+                            + table(result.controls)))
     if s["kind"] == "binary" and result.neurons["separable"].any():
         n = int(result.neurons["separable"].sum())
         sections.append(("Perfectly separable neurons", f"<p class='note'>{n} neurons separate the two groups "
                          "perfectly: the logistic regression has no maximum-likelihood estimate, so their Wald p "
-                         "is not defined (NaN, never reported as a result); their cross-validated accuracy uses "
-                         "the threshold at the middle of the gap.</p>"))
+                         "is not defined (NaN); their likelihood-ratio p (logit_p) uses the supremum of the "
+                         "likelihood, and their cross-validated accuracy the threshold at the middle of the gap.</p>"))
     if len(result.probes):
         best = result.probes.loc[result.probes.groupby(["layer", "rank_by"])["auc"].idxmax()]
         sections.append(("Sparse probes (best k per layer and ranking)",

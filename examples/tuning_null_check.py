@@ -1,0 +1,128 @@
+"""The null check behind docs/TUNING.md: does the count of significant neurons stay at chance when the labels
+carry no signal, at the real unit of replication? And what do the real nouns-vs-verbs labels keep?
+
+    python examples/tuning_null_check.py [--max-tokens 30000] [--layers 0,5,10,13,15,20,25,29] [--permutations 50]
+
+One capture of the nouns-verbs samples (every spaCy NOUN / VERB word of corpus paragraphs adding up to
+--max-tokens model tokens; all words, no per-group cap), then for each labelling the count of BH-significant
+mlp_post neurons per layer (q < 0.05 within each layer) under two tests:
+    clustered   lamina's default: OLS with two-way cluster-robust SEs by word type x paragraph
+    occurrence  the old default: Welch's t, every occurrence independent (`lamina tune --unit occurrence`)
+Labellings: the real labels; one random label per word type (3 seeds); one random label per paragraph
+(3 seeds); and the real labels on a random-weights model of the same shape (lamina.models.random_like).
+The real labels also get both tests' permutation nulls (labels permuted among word types; over occurrences).
+Writes a JSON and a markdown table to --out.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+import lamina
+from lamina.analyses.contrasts import nouns_verbs
+from lamina.analyses.sample_activations import gather_activations, parse_layers
+from lamina.analyses.tuning import design_for
+from lamina.models import random_like
+from lamina.stats import count_per_layer, label_draws, null_band, null_pvalues, primary_test
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--max-tokens", type=int, default=30000)
+ap.add_argument("--layers", default="0,5,10,13,15,20,25,29")
+ap.add_argument("--permutations", type=int, default=50)
+ap.add_argument("--site", default="mlp_post")
+ap.add_argument("--out", default="lamina-out/tuning-null-check")
+ap.add_argument("--cache", default=None, help="Folder to keep the captured activations in (a re-run reuses them).")
+args = ap.parse_args()
+
+lm = lamina.load()
+samples = nouns_verbs(lm.tokenizer, max_tokens=args.max_tokens)
+layers = parse_layers(args.layers, lm.n_layers)
+sites = lm.sites([f"{args.site}.{L}" for L in layers])
+clustered = design_for(samples)
+occurrence = design_for(samples, "occurrence")
+rows = samples.rows
+print(f"{len(rows)} samples ({samples.group_sizes()}), units {samples.unit_counts()}", flush=True)
+
+
+def counts(acts, y, design) -> list[int]:
+    return [int(count_per_layer([np.nan_to_num(primary_test(acts[s.name], y, design)["p"].to_numpy(), nan=1.0)],
+                                "layer", 0.05)[0]) for s in sites]
+
+
+def random_per(column: str, seed: int) -> np.ndarray:
+    levels = rows[column].unique()
+    lab = dict(zip(levels, np.random.default_rng(seed).random(len(levels)) < samples.y.mean()))
+    return rows[column].map(lab).to_numpy(bool)
+
+
+def null(acts, y, design, n) -> list[dict]:
+    draws = label_draws(y, design, n, seed=0)
+    out = []
+    for s in sites:
+        P = np.nan_to_num(null_pvalues(acts[s.name], y, design, draws), nan=1.0)
+        c = np.array([count_per_layer([row], "layer", 0.05)[0] for row in P])
+        out.append(null_band(c, 0))
+    return out
+
+
+results = {"settings": vars(args) | {"n_samples": len(rows), "groups": samples.group_sizes(),
+                                     "units": samples.unit_counts(), "layers": layers}}
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+
+
+def capture(model, tag):
+    """Activations of every site, cached as .npy under --cache when given."""
+    cache = Path(args.cache) if args.cache else None
+    files = {s.name: cache / f"{tag}_{s.name}_{args.max_tokens}.npy" for s in sites} if cache else {}
+    if cache and all(f.exists() for f in files.values()):
+        return {k: np.load(f) for k, f in files.items()}
+    acts = gather_activations(model, samples, model.sites([s.name for s in sites]), progress=True)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        for k, f in files.items():
+            np.save(f, acts[k])
+    return acts
+
+
+def save():
+    (out / "null_check.json").write_text(json.dumps(results, indent=1))
+
+
+acts = capture(lm, "real")
+y = samples.y
+results["real"] = {"clustered": counts(acts, y, clustered), "occurrence": counts(acts, y, occurrence)}
+print("real", results["real"], flush=True)
+for column in ("word_type", "paragraph"):
+    for seed in (1, 2, 3):
+        yr = random_per(column, seed)
+        key = f"random_per_{column}_seed{seed}"
+        results[key] = {"clustered": counts(acts, yr, clustered), "occurrence": counts(acts, yr, occurrence)}
+        print(key, results[key], flush=True)
+        save()
+if args.permutations:
+    results["null_clustered"] = null(acts, y, clustered, args.permutations)
+    results["null_occurrence"] = null(acts, y, occurrence, args.permutations)
+    print("nulls", [b["high"] for b in results["null_clustered"]], [b["high"] for b in results["null_occurrence"]],
+          flush=True)
+del acts
+save()
+rand = random_like(lm, seed=1)
+acts = capture(rand, "random")
+results["random_weights"] = {"clustered": counts(acts, y, clustered), "occurrence": counts(acts, y, occurrence)}
+print("random weights", results["random_weights"], flush=True)
+
+save()
+width = acts[sites[0].name].shape[1]
+lines = [f"| labels ({width} {args.site} neurons per layer) | test | " + " | ".join(f"L{L}" for L in layers) + " |",
+         "| --- | --- | " + " | ".join("---" for _ in layers) + " |"]
+for key, val in results.items():
+    if isinstance(val, dict) and "clustered" in val:
+        for test in ("occurrence", "clustered"):
+            lines.append(f"| {key} | {test} | " + " | ".join(map(str, val[test])) + " |")
+for key in ("null_clustered", "null_occurrence"):
+    if key in results:
+        lines.append(f"| {key} 97.5th pct | | " + " | ".join(f"{b['high']:g}" for b in results[key]) + " |")
+(out / "null_check.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
