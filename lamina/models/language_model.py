@@ -40,6 +40,11 @@ class LanguageModel:
         """Right-padded input_ids and attention_mask [batch, tokens]; errors on empty or too-long text."""
         if isinstance(texts, str):
             texts = [texts]
+        if not isinstance(texts, (list, tuple)):
+            raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+        wrong = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if wrong:
+            raise InputError(f"texts must be strings; item {wrong[0]} is {texts[wrong[0]]!r}")
         if not texts or any(not t.strip() for t in texts):
             raise InputError("empty text: give at least one non-blank text")
         limit = max_length or self.anatomy.context_length
@@ -57,12 +62,27 @@ class LanguageModel:
 
     def capture(self, texts, sites, stop_early: bool = True, truncate: bool = False) -> Activations:
         """Activations at `sites` for a list of texts (or a dict with input_ids/attention_mask)."""
-        batch = texts if isinstance(texts, dict) else self.tokenize(texts, truncate=truncate)
+        batch = self.check_ids(texts) if isinstance(texts, dict) else self.tokenize(texts, truncate=truncate)
         parsed = sites if sites and isinstance(sites[0], Site) else self.sites(sites)
         mask = batch.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(batch["input_ids"])
         return run_capture(self.model, self.anatomy, batch["input_ids"], mask, parsed, stop_early)
+
+    def check_ids(self, batch: dict) -> dict:
+        """A dict of input_ids [batch, tokens] (and an optional attention_mask) checked against the vocabulary."""
+        ids = batch.get("input_ids")
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.numel() == 0:
+            raise InputError("input_ids must be a non-empty integer tensor [batch, tokens]")
+        vocab = self.model.get_input_embeddings().num_embeddings
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab:
+            raise InputError(f"token id {low if low < 0 else high} is outside the vocabulary of {self.spec} "
+                             f"(0..{vocab - 1})")
+        mask = batch.get("attention_mask")
+        if mask is not None and tuple(mask.shape) != tuple(ids.shape):
+            raise InputError(f"attention_mask has shape {tuple(mask.shape)}, input_ids {tuple(ids.shape)}")
+        return batch
 
     def __repr__(self) -> str:
         a = self.anatomy
