@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,8 +39,14 @@ def check_output(out: str | Path, what: str = "--out") -> Path:
     base = existing_ancestor(out)
     if not base.is_dir():
         raise InputError(f"{what} {out} cannot be created: {base} is a file")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise InputError(f"{what} {out} is not writable (no write permission in {base}); choose another {what}")
+    try:  # a real probe: os.access says yes to root even where nothing can be created (/proc)
+        probe = tempfile.mkdtemp(dir=base, prefix=".lamina-probe-")
+        os.rmdir(probe)
+    except OSError as err:
+        if is_disk_full(err):
+            raise InputError(f"disk full where {what} {out} would be written; free space or choose another "
+                             "folder") from None
+        raise InputError(f"{what} {out} is not writable ({err.strerror} in {base}); choose another {what}") from None
     try:
         free = shutil.disk_usage(base).free
     except OSError:
