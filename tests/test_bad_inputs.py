@@ -154,9 +154,11 @@ def test_interrupted_write_keeps_old_results(tmp_path):
             raise KeyboardInterrupt
     assert sorted(p.name for p in out.iterdir()) == ["profile.json", "profile.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["profile"]
-    with atomic_output(out) as tmp:
+    with atomic_output(out) as tmp:  # a complete run: the folder is replaced whole
         (tmp / "profile.json").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["profile.json"]  # replaced whole: no stale PNG beside it
+        (tmp / "profile.png").write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"profile.json": "new", "profile.png": "new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["profile"]
 
 
 def test_shared_folder_keeps_other_results(tmp_path):
@@ -516,3 +518,15 @@ def test_disk_full_while_writing_results(small_disk, monkeypatch):
         with atomic_output(out) as tmp:
             (tmp / "big.bin").write_bytes(b"x" * 2_000_000)
     assert [p.name for p in out.iterdir()] == ["old.json"] and [p.name for p in small_disk.iterdir()] == ["r"]
+
+
+def test_out_holding_other_files_is_written_beside_them(tmp_path, monkeypatch):
+    """`--out .` or a folder of another analysis: new files go beside the others, which stay untouched."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "verify").mkdir()
+    (tmp_path / "verify" / "verify.json").write_text("{}")
+    with atomic_output(".") as tmp:
+        (tmp / "profile.json").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "profile.json", "verify"]
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "verify" / "verify.json").exists()

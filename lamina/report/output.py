@@ -6,9 +6,12 @@ the target, and moved into place at the end.
         write_profile(result, tmp)  # every file goes to tmp
     # now `out` holds the new results; an interruption before this point left the old ones untouched
 
-`keep=True` starts the temporary folder as a copy of the existing one (folders that several runs fill,
-such as the neuron pages of `maximize` and `top-examples`): new files are added beside the old ones, and
-the folder is replaced as a whole. Disk full anywhere: nothing is left half-written and the error says so.
+At the end the folder is replaced as a whole when it held only what this run writes (an earlier run of the
+same command): no stale file of an older run stays beside the new ones. When it also holds other files
+(another analysis's results, a user's folder such as `.`), the new files are moved in one by one, each by
+rename, beside the others, which are never touched. `keep=True` starts the temporary folder as a copy of
+the existing one (folders that several runs fill, such as the neuron pages of `maximize` and
+`top-examples`). Disk full anywhere: nothing is left half-written and the error says so.
 """
 from __future__ import annotations
 
@@ -83,9 +86,14 @@ def atomic_output(out: str | Path, keep: bool = False, what: str = "--out"):
         else:
             tmp.mkdir()
         yield tmp
-        if out.exists():
-            os.rename(out, old)
-        os.rename(tmp, out)
+        new = {p.name for p in tmp.iterdir()}
+        others = [p for p in out.iterdir() if p.name not in new] if out.is_dir() else []
+        if others:  # files this run did not write (another analysis, the user's own): write beside them
+            move_beside(tmp, out)
+        else:
+            if out.exists():
+                os.rename(out, old)
+            os.rename(tmp, out)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not out.exists():
@@ -97,6 +105,16 @@ def atomic_output(out: str | Path, keep: bool = False, what: str = "--out"):
             raise InputError(f"cannot write results to {out}: {err.strerror}; choose another {what}") from None
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def move_beside(tmp: Path, out: Path) -> None:
+    """Move each entry of `tmp` into `out` (each one by rename), leaving the other entries of `out` alone."""
+    for entry in sorted(tmp.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp.rmdir()
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
