@@ -278,6 +278,9 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
              search_top_k: int = 64, search_batch: int = 32, progress: bool = True) -> MaximizeResult:
     """Gradient ascent for each seed (`seeds`: a count or a list), decoded and re-scored, and optionally the
     discrete search with a fluency penalty (one point per lambda, warm-started from the best seed)."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     for name, value in (("n_tokens", n_tokens), ("steps", steps), ("seeds", len(seed_list)), ("top_k", top_k)):
         validate.integer(name, value)

@@ -98,6 +98,9 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
                  per_quantile: int = 2, reservoir: int = 4096, before: int = 24, after: int = 8, seed: int = 0,
                  progress: bool = True) -> TopExamples:
     """Stream `docs` once; per neuron the top-k examples (one per document), random and per-quantile samples."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
     if not neurons:
         raise InputError("give at least one --neuron SITE:INDEX")
     if min(k, batch_size, reservoir) < 1 or min(n_random, n_quantiles, per_quantile, before, after) < 0:

@@ -7,8 +7,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump, load,
-                               user_errors)
+from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump,
+                               err_console, load, user_errors)
 
 
 @app.command()
@@ -32,7 +32,8 @@ def verify(
         check_output(out)
     texts = read_texts(text, file)
     lm = load(model, seed)
-    result = lamina.verify(lm, texts, truncate=truncate)
+    with err_console.status("running the founding experiment..."):
+        result = lamina.verify(lm, texts, truncate=truncate)
     if out is not None:
         from lamina.report.verify_plot import plot_verify
 
