@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from lamina import validate
 from lamina.analyses.maximize import site_width
 from lamina.data.corpus import Document
 from lamina.data.windows import batches, corpus_windows, split_row_id
@@ -103,8 +104,11 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
     lm = as_model(lm)
     if not neurons:
         raise InputError("give at least one --neuron SITE:INDEX")
-    if min(k, batch_size, reservoir) < 1 or min(n_random, n_quantiles, per_quantile, before, after) < 0:
-        raise InputError("-k, --batch-size and the reservoir must be at least 1; sample counts at least 0")
+    for name, value in (("k", k), ("batch_size", batch_size), ("reservoir", reservoir)):
+        validate.integer(name, value)
+    for name, value in (("n_random", n_random), ("n_quantiles", n_quantiles), ("per_quantile", per_quantile),
+                        ("before", before), ("after", after)):
+        validate.integer(name, value, low=0)
     t0 = time.perf_counter()
     targets = {}
     for text in neurons:
