@@ -532,3 +532,16 @@ def test_out_holding_other_files_is_written_beside_them(tmp_path, monkeypatch):
         (tmp / "profile.json").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "profile.json", "verify"]
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "verify" / "verify.json").exists()
+
+
+# ---- long inputs -----------------------------------------------------------------------------------------
+def test_logit_lens_chunks_equal_one_pass(llama):
+    """The vocabulary projection read a few positions at a time gives the table of one pass over all of them."""
+    import pandas as pd
+
+    texts = ["The cat sat on the mat and looked at the door for a long time. " * 6, "Short one."]
+    chunked = lamina.logit_lens(llama, texts, k=3, chunk=7, progress=False)
+    whole = lamina.logit_lens(llama, texts, k=3, chunk=10_000, progress=False)
+    assert len(whole.table) == 4 * sum(len(llama.tokenizer(t)["input_ids"]) for t in texts)
+    pd.testing.assert_frame_equal(chunked.table, whole.table, check_exact=False, rtol=1e-4, atol=1e-5)  # float32 BLAS by block size
+    assert chunked.last_layer_max_abs_diff <= 1e-4

@@ -8,8 +8,8 @@ own logits (to float32 round-off, 1e-5), so the last layer's KL to the final dis
 
 Memory stays bounded for long texts: the raw residuals [tokens, d_model] of every layer are kept, but the
 vocabulary projection runs `chunk` positions at a time (512 by default), so one chunk's lens logits
-[512, vocab] and its final log-probabilities are alive at once (100 MB each with a 50k vocabulary), plus
-the model's own logits [tokens, vocab] from the forward pass.
+[512, vocab] and its final log-probabilities are alive at once (100 MB each with a 50k vocabulary), beside
+the model's own logits [tokens, vocab] from the forward pass (read a chunk at a time, never copied whole).
 """
 from __future__ import annotations
 
@@ -127,18 +127,17 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
         docs, positions = mask.nonzero(as_tuple=True)                          # real tokens only, [n] each
         tokens = [decode(i) for i in batch["input_ids"][mask].tolist()]
         acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
-        resid = [acts[f"resid_post.{L}"][mask] for L in range(N)]              # N x [n, d_model]
-        final = softcap(lm, acts["logits"][mask])                              # [n, vocab], model's own logits
-        del acts
         spans = [(i, min(i + chunk, len(tokens))) for i in range(0, len(tokens), chunk)]
         bar = tqdm(total=len(spans) * N, desc="logit lens", unit="layer", disable=not progress or len(spans) < 2)
         for lo, hi in spans:
-            final_logp = torch.log_softmax(final[lo:hi].float(), dim=-1)       # [c, vocab]
+            at = (docs[lo:hi], positions[lo:hi])                               # this chunk's tokens: no full copy
+            final = softcap(lm, acts["logits"][at]).float()                    # [c, vocab], the model's own logits
+            final_logp = torch.log_softmax(final, dim=-1)                      # [c, vocab]
             p_final, final_top = final_logp.exp(), final_logp.argmax(-1)
             for layer in range(N):
-                logits = lens_logits(lm, resid[layer][lo:hi]).float()          # [c, vocab]
+                logits = lens_logits(lm, acts[f"resid_post.{layer}"][at]).float()  # [c, vocab]
                 if layer == N - 1:
-                    worst = max(worst, _check_last_layer(lm, logits, final[lo:hi].float()))
+                    worst = max(worst, _check_last_layer(lm, logits, final))
                 s = _layer_stats(logits, final_logp, p_final, final_top, k)
                 frames.append(pd.DataFrame({
                     "layer": layer,
@@ -153,9 +152,9 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
                 }))
                 del logits, s
                 bar.update()
-            del final_logp, p_final
+            del final, final_logp, p_final
         bar.close()
-        del final, resid
+        del acts
     table = pd.concat(frames, ignore_index=True).sort_values(["doc", "layer", "position"], ignore_index=True)
     return LogitLensResult(
         model=lm.spec, texts=texts, k=k, table=table, per_layer=per_layer_means(table),
