@@ -17,6 +17,7 @@ from functools import partial
 import torch
 
 from lamina.anatomy import Anatomy
+from lamina.errors import NotCapturedError
 from lamina.sites import Site
 
 
@@ -39,6 +40,10 @@ class Activations(dict):
         super().__init__(values)
         self.input_ids = input_ids            # [batch, tokens]
         self.attention_mask = attention_mask  # [batch, tokens], 1 for real tokens
+
+    def __missing__(self, site):
+        raise NotCapturedError(f"site {site!r} was not captured; these were: {', '.join(self)}. "
+                               "Pass it in sites= to capture it")
 
     def tokens(self, site: str) -> torch.Tensor:
         """The site's values at real (non-padding) tokens: [n_tokens, ...]."""

@@ -30,3 +30,22 @@ class AnatomyCheckError(LaminaError):
 
 class MissingExtraError(LaminaError, ImportError):
     """An optional dependency (a pip extra) is not installed."""
+class StoreError(LaminaError):
+    """An activation store that is corrupt, incomplete, or being written by another process."""
+
+
+class NotCapturedError(SiteError, KeyError):
+    """A site that was not captured: a KeyError (as dict lookups raise) that is also a LaminaError."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True for a full disk or quota, whether raised as OSError or wrapped by a library (safetensors)."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return "No space left on device" in text or "StorageFull" in text or "Disk quota exceeded" in text

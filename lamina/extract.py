@@ -12,10 +12,12 @@ from tqdm.auto import tqdm
 
 from lamina.data.corpus import Document, fingerprint
 from lamina.data.windows import batches, corpus_windows
-from lamina.errors import InputError
+from lamina import validate
+from lamina.errors import InputError, StoreError
+from lamina.store.lock import WHOLE, StoreLock
 from lamina.store.manifest import library_versions, write_manifest
 from lamina.store.reader import ActivationStore
-from lamina.store.shards import complete_shards, remove_partial, write_shard
+from lamina.store.shards import complete_shards, discard_shard, remove_partial, shard_problem, write_shard
 
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 SHARD_BYTES = 128 * 2**20  # target shard size: bounds memory while a shard is built
@@ -26,10 +28,19 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
             pack: bool = False, max_tokens: int | None = None, worker: int = 0, workers: int = 1,
             windows_per_shard: int | None = None, progress: bool = True) -> ActivationStore:
     """Fill (or resume) an activation store at `out`; returns it opened for reading."""
+    from lamina.models.registry import as_model
+    from lamina.report.output import check_output
+
+    lm = as_model(lm)
+    check_output(out, "out")
+    batch_size, max_tokens = validate.integer("batch_size", batch_size), validate.limit("max_tokens", max_tokens)
+    workers = validate.integer("workers", workers)
+    if windows_per_shard is not None:
+        windows_per_shard = validate.integer("windows_per_shard", windows_per_shard)
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"unknown storage dtype '{dtype}'; choose one of {', '.join(STORAGE_DTYPES)}")
     if not 0 <= worker < workers:
-        raise InputError(f"--worker must be in 0..{workers - 1}")
+        raise InputError(f"worker must be in 0..{workers - 1}, not {worker}")
     parsed = lm.sites(sites)
     if any(s.kind == "hidden" for s in parsed):
         raise InputError("extract stores hook sites; hidden.I equals a named site (see `lamina verify`)")
@@ -46,17 +57,32 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
         "windows_per_shard": per_shard, "corpus": fingerprint(docs), **library_versions(),
     }
     folder = Path(out)
-    exists = (folder / "manifest.json").exists()
-    write_manifest(folder, settings, {"n_shards": n_shards, "n_windows": len(windows),
-                                      "doc_ids": [d.id for d in docs]})
-    if exists:
+    with StoreLock(folder, WHOLE if workers == 1 else f"worker-{worker}-of-{workers}"):
+        exists = (folder / "manifest.json").exists()
+        write_manifest(folder, settings, {"n_shards": n_shards, "n_windows": len(windows),
+                                          "doc_ids": [d.id for d in docs]})
+        mine = lambda i: i % workers == worker  # noqa: E731  (the shards this writer fills)
+        if exists:
+            done = complete_shards(folder)
+            if not resume and len(done) < n_shards:
+                raise InputError(f"{folder} already holds {len(done)} of {n_shards} shards of this store; "
+                                 "pass --resume to continue it")
+            # A complete-looking store is only complete if every shard still matches its checksum.
+            bad = [i for i, info in done.items() if mine(i) and shard_problem(folder, i, info) is not None]
+            if bad and not resume:
+                raise StoreError(f"{len(bad)} shard(s) of {folder} fail their checksum (first: shard {bad[0]}); "
+                                 "pass --resume to redo them")
+            for i in bad:
+                discard_shard(folder, i)
+        remove_partial(folder, mine)
         done = complete_shards(folder)
-        if not resume and len(done) < n_shards:
-            raise InputError(f"{folder} already holds {len(done)} of {n_shards} shards of this store; "
-                             "pass --resume to continue it")
-    remove_partial(folder)
-    done = complete_shards(folder)
-    todo = [i for i in range(n_shards) if i % workers == worker and i not in done]
+        todo = [i for i in range(n_shards) if mine(i) and i not in done]
+        _fill(lm, folder, windows, todo, per_shard, parsed, widths, dtype, batch_size, skip_first, progress)
+    return ActivationStore(folder)
+
+
+def _fill(lm, folder, windows, todo, per_shard, parsed, widths, dtype, batch_size, skip_first, progress) -> None:
+    """Capture and write the shards in `todo`."""
     pad = lm.tokenizer.pad_token_id
     for index in tqdm(todo, desc=f"extract -> {folder.name}", unit="shard", disable=not progress):
         chunk = windows[index * per_shard:(index + 1) * per_shard]
@@ -78,4 +104,3 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
         tensors = {k: v[:n] for k, v in tensors.items()}  # leading rows of a contiguous tensor: contiguous
         write_shard(folder, index, tensors, {"windows": [index * per_shard, index * per_shard + len(chunk)],
                                              "n_rows": n})
-    return ActivationStore(folder)

@@ -296,7 +296,7 @@ def test_tune_cli_unit_column_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("extra,message", [
     (["--unit-column", "nope"], "unknown --unit-column 'nope'"),
-    (["--alpha", "1.5"], "--alpha 1.5"),
+    (["--alpha", "1.5"], "--alpha"),
     (["--unit", "types"], "--unit 'types'"),
 ])
 def test_tune_cli_bad_unit_input_exits_2(tmp_path, extra, message):

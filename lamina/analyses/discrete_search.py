@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lamina import validate
 from lamina.analyses.neuron_target import OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce, run_target
 from lamina.errors import InputError
 
@@ -85,7 +86,7 @@ def discrete_search(lm, target: Target, init_ids: list[int], lambdas=(0.0, 1.0, 
         raise InputError(f"fluency lambdas must be >= 0; got {list(lambdas)}")
     if len(prefix_ids(lm)) + len(init_ids) < 2:
         raise InputError("the fluency search needs a prompt of at least 2 tokens: raise --n-tokens")
-    if top_k < 1 or batch < 1 or steps < 0:
-        raise InputError("--search-top-k and --search-batch must be at least 1, --search-steps at least 0")
+    top_k, batch = validate.integer("search_top_k", top_k), validate.integer("search_batch", batch)
+    steps = validate.integer("search_steps", steps, low=0)
     points = [search_one(lm, target, init_ids, float(lam), steps, top_k, batch, seed, progress) for lam in lambdas]
     return mark_frontier(points)

@@ -6,8 +6,10 @@ final norm (hidden.N = final_norm, see `lamina verify`), and normalising it a se
 several peer tools shipped. The check that proves it: at the last block the lens must equal the model's
 own logits (to float32 round-off, 1e-5), so the last layer's KL to the final distribution is 0.
 
-One layer's logits [batch, tokens, vocab] are alive at a time (plus the final log-probabilities that
-every layer is compared with): with a 50k vocabulary a layer's logits are 200 MB for a batch of 8 x 128.
+Memory stays bounded for long texts: the raw residuals [tokens, d_model] of every layer are kept, but the
+vocabulary projection runs `chunk` positions at a time (512 by default), so one chunk's lens logits
+[512, vocab] and its final log-probabilities are alive at once (100 MB each with a 50k vocabulary), beside
+the model's own logits [tokens, vocab] from the forward pass (read a chunk at a time, never copied whole).
 """
 from __future__ import annotations
 
@@ -16,8 +18,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from tqdm.auto import tqdm
+
 from lamina.anatomy.check import max_abs_diff, tolerance
-from lamina.errors import AnatomyCheckError, InputError
+from lamina import validate
+from lamina.errors import AnatomyCheckError
+
+CHUNK_TOKENS = 512  # positions per vocabulary projection
 
 DEFAULT_TEXTS = [
     "The Eiffel Tower is in the city of Paris, the capital of France.",
@@ -100,43 +107,54 @@ def _layer_stats(logits: torch.Tensor, final_logp: torch.Tensor, p_final: torch.
 
 
 def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int = 8,
-               truncate: bool = False) -> LogitLensResult:
-    """The logit lens over `texts`: per layer and position, KL(final || layer), entropy, rank, top-k tokens."""
-    if k < 1:
-        raise InputError(f"-k must be at least 1, not {k}")
+               truncate: bool = False, chunk: int = CHUNK_TOKENS, progress: bool = True) -> LogitLensResult:
+    """The logit lens over `texts`: per layer and position, KL(final || layer), entropy, rank, top-k tokens.
+
+    Positions are read `chunk` tokens at a time, so memory stays bounded for long texts (a progress bar on
+    stderr counts layer x chunk steps when there are several chunks)."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
+    k, batch_size = validate.integer("k", k), validate.integer("batch_size", batch_size)
+    chunk = validate.integer("chunk", chunk)
     texts = list(texts or DEFAULT_TEXTS)
     decode = _decoder(lm.tokenizer)
+    N = lm.n_layers
     frames, worst = [], 0.0
     for start in range(0, len(texts), batch_size):
         batch = lm.tokenize(texts[start:start + batch_size], truncate=truncate)
         mask = batch["attention_mask"].bool()                                  # [b, t]
         docs, positions = mask.nonzero(as_tuple=True)                          # real tokens only, [n] each
         tokens = [decode(i) for i in batch["input_ids"][mask].tolist()]
-        final_logits = final_logp = p_final = final_top = None
-        for layer, logits in iter_lens(lm, batch):
-            logits = logits[mask].float()                                      # [n, vocab]
-            if layer == "final":
-                final_logits = logits
-                final_logp = torch.log_softmax(logits, dim=-1)
-                p_final = final_logp.exp()
-                final_top = final_logp.argmax(-1)                              # [n]
-                continue
-            if layer == lm.n_layers - 1:
-                worst = max(worst, _check_last_layer(lm, logits, final_logits))
-            s = _layer_stats(logits, final_logp, p_final, final_top, k)
-            frames.append(pd.DataFrame({
-                "layer": layer,
-                "doc": (docs + start).tolist(),
-                "position": positions.tolist(),
-                "token": tokens,
-                "kl": s["kl"].tolist(),
-                "entropy": s["entropy"].tolist(),
-                "rank_of_final_top": s["rank"].tolist(),
-                "top_tokens": [[decode(i) for i in row] for row in s["top_ids"].tolist()],
-                "top_probs": s["top_p"].tolist(),
-            }))
-            del logits, s
-        del final_logits, final_logp, p_final
+        acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
+        spans = [(i, min(i + chunk, len(tokens))) for i in range(0, len(tokens), chunk)]
+        bar = tqdm(total=len(spans) * N, desc="logit lens", unit="layer", disable=not progress or len(spans) < 2)
+        for lo, hi in spans:
+            at = (docs[lo:hi], positions[lo:hi])                               # this chunk's tokens: no full copy
+            final = softcap(lm, acts["logits"][at]).float()                    # [c, vocab], the model's own logits
+            final_logp = torch.log_softmax(final, dim=-1)                      # [c, vocab]
+            p_final, final_top = final_logp.exp(), final_logp.argmax(-1)
+            for layer in range(N):
+                logits = lens_logits(lm, acts[f"resid_post.{layer}"][at]).float()  # [c, vocab]
+                if layer == N - 1:
+                    worst = max(worst, _check_last_layer(lm, logits, final))
+                s = _layer_stats(logits, final_logp, p_final, final_top, k)
+                frames.append(pd.DataFrame({
+                    "layer": layer,
+                    "doc": (docs[lo:hi] + start).tolist(),
+                    "position": positions[lo:hi].tolist(),
+                    "token": tokens[lo:hi],
+                    "kl": s["kl"].tolist(),
+                    "entropy": s["entropy"].tolist(),
+                    "rank_of_final_top": s["rank"].tolist(),
+                    "top_tokens": [[decode(i) for i in row] for row in s["top_ids"].tolist()],
+                    "top_probs": s["top_p"].tolist(),
+                }))
+                del logits, s
+                bar.update()
+            del final, final_logp, p_final
+        bar.close()
+        del acts
     table = pd.concat(frames, ignore_index=True).sort_values(["doc", "layer", "position"], ignore_index=True)
     return LogitLensResult(
         model=lm.spec, texts=texts, k=k, table=table, per_layer=per_layer_means(table),

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lamina import validate
 from lamina.analyses.discrete_search import discrete_search
 from lamina.analyses.neuron_target import (OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce,
                                            resolve_target, run_target)
-from lamina.errors import InputError
 
 
 def rescore(lm, target: Target, ids: list[int]) -> dict:
@@ -172,13 +172,13 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
              search_top_k: int = 64, search_batch: int = 32, progress: bool = True) -> MaximizeResult:
     """Gradient ascent for each seed (`seeds`: a count or a list), decoded and re-scored, and optionally the
     discrete search with a fluency penalty (one point per lambda, warm-started from the best seed)."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    for name, value, low in (("--n-tokens", n_tokens, 1), ("--steps", steps, 1), ("--seeds", len(seed_list), 1),
-                             ("--top-k", top_k, 1)):
-        if value < low:
-            raise InputError(f"{name} must be at least {low}, not {value}")
-    if not lr > 0 or not norm_penalty >= 0:
-        raise InputError(f"--lr must be > 0 and --norm-penalty >= 0 (got {lr}, {norm_penalty})")
+    for name, value in (("n_tokens", n_tokens), ("steps", steps), ("seeds", len(seed_list)), ("top_k", top_k)):
+        validate.integer(name, value)
+    lr, norm_penalty = validate.positive("lr", lr), validate.positive("norm_penalty", norm_penalty, allow_zero=True)
     target = resolve_target(lm, neuron, site, direction, position)
     runs = [ascend(lm, target, n_tokens, steps, lr, norm_penalty, s, projected, top_k, progress) for s in seed_list]
     repro = reproducibility([set(r["ids"]) for r in runs], [r["vectors"] for r in runs],

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lamina import validate
 from lamina.analyses.layer_stats import LayerStats
 from lamina.analyses.sources import ModelSource, StoreSource
 from lamina.data.corpus import Document, fingerprint
@@ -56,6 +57,10 @@ def profile(lm, docs: list[Document], kind: str = "resid_post", method: str = "h
             stride: int | None = None, batch_size: int = 8, skip_first: bool = False, pack: bool = False,
             max_tokens: int | None = None, progress: bool = True) -> ProfileResult:
     """Stream the corpus through the model once and profile every layer of `kind`."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
+    batch_size, max_tokens = validate.integer("batch_size", batch_size), validate.limit("max_tokens", max_tokens)
     if kind not in PROFILE_KINDS:
         raise InputError(f"cannot profile '{kind}'; choose one of {', '.join(PROFILE_KINDS)}")
     if method not in ("hooks", "hidden-states"):

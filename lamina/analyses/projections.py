@@ -21,6 +21,7 @@ import warnings
 import pandas as pd
 import torch
 
+from lamina import validate
 from lamina.errors import InputError, SiteError, UnsupportedArchitectureError
 from lamina.models.language_model import check_neuron_index, projection_weight
 
@@ -119,8 +120,10 @@ def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
 
     Columns: neuron, side ("output" | "input"), view, direction, rank, token_id, token, score.
     """
-    if k < 1:
-        raise InputError(f"-k must be at least 1, not {k}")
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
+    k = validate.integer("k", k)
     site, index = lm.neuron(neuron)
     name = f"{site.name}:{index}"
     with torch.no_grad():

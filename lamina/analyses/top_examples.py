@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from lamina import validate
 from lamina.analyses.sources import ModelSource
 from lamina.data.corpus import Document
 from lamina.data.windows import split_row_id
@@ -98,6 +99,9 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
                  batch_size: int = 8, max_tokens: int | None = None, **options) -> TopExamples:
     """Stream `docs` through `lm` once; per neuron the top-k examples (one per document), random and
     per-quantile samples. `options` are those of `top_examples_from`."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
     return top_examples_from(ModelSource(lm, docs, context, max_tokens=max_tokens), neurons, k=k,
                              batch_size=batch_size, max_tokens=max_tokens, **options)
 
@@ -108,8 +112,11 @@ def top_examples_from(source, neurons: list[str], k: int = 10, batch_size: int =
     """Top examples from a source of activations: a live model (`ModelSource`) or a store (`StoreSource`)."""
     if not neurons:
         raise InputError("give at least one --neuron SITE:INDEX")
-    if min(k, batch_size, reservoir) < 1 or min(n_random, n_quantiles, per_quantile, before, after) < 0:
-        raise InputError("-k, --batch-size and the reservoir must be at least 1; sample counts at least 0")
+    for name, value in (("k", k), ("batch_size", batch_size), ("reservoir", reservoir)):
+        validate.integer(name, value)
+    for name, value in (("n_random", n_random), ("n_quantiles", n_quantiles), ("per_quantile", per_quantile),
+                        ("before", before), ("after", after)):
+        validate.integer(name, value, low=0)
     t0 = time.perf_counter()
     targets = {}
     for text in neurons:

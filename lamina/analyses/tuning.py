@@ -28,6 +28,7 @@ from lamina.analyses.sample_activations import gather_activations, parse_layers
 from lamina.analyses.tuning_examples import token_heatmaps
 from lamina.analyses.tuning_layer import (PROBE_KS, best_order, confound_columns, layer_binary,
                                           layer_continuous, probe_ks, top_table)
+from lamina import validate
 from lamina.errors import InputError
 from lamina.stats import (MIN_GROUP_SIZE, PrimaryDesign, TooFewSamplesError, correct_pvalues, count_per_layer,
                           label_draws, logistic_tests, null_band, null_pvalues, sparse_probe)
@@ -226,8 +227,7 @@ def _validate(site, fdr_family, permutations, cv, rank_by, alpha, reference_perm
         raise InputError("--permutations and --reference-permutations must be 0 or more")
     if cv < 2:
         raise InputError("--cv must be at least 2 folds")
-    if not 0 < alpha < 1:
-        raise InputError(f"--alpha {alpha:g}: give a level between 0 and 1 (e.g. 0.05)")
+    validate.fraction("alpha", alpha)
     bad = [r for r in rank_by if r not in RANKINGS]
     if bad:
         raise InputError(f"unknown ranking '{bad[0]}'; choose from {', '.join(RANKINGS)}")

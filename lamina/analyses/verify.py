@@ -19,7 +19,10 @@ DEFAULT_TEXTS = [
 
 
 def verify(lm, texts: list[str] | None = None, truncate: bool = False) -> dict:
-    """Run the founding experiment on `lm`; returns the fields of `lamina verify --json`."""
+    """Run the founding experiment on `lm` (a loaded model or a spec); returns the fields of `lamina verify --json`."""
+    from lamina.models.registry import as_model
+
+    lm = as_model(lm)
     a = lm.anatomy
     N = a.n_layers
     batch = lm.tokenize(texts or DEFAULT_TEXTS, truncate=truncate)

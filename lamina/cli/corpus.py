@@ -36,8 +36,10 @@ def profile(
     """Laminar profile of a site kind over a corpus: per-layer statistics and massive activations."""
     from lamina.analyses.profile import profile as run_profile
     from lamina.analyses.profile import profile_store
+    from lamina.report.output import atomic_output, check_output
     from lamina.report.profile_report import write_profile
 
+    check_output(out)
     if store is not None:
         from lamina.models.registry import load_tokenizer
         from lamina.store import ActivationStore
@@ -52,7 +54,8 @@ def profile(
         docs = load_corpus(corpus, text_field, max_docs)
         lm = load(model, seed)
         result = run_profile(lm, docs, kind, method, context, stride, batch_size, skip_first, pack, max_tokens)
-    paths = write_profile(result, out)
+    with atomic_output(out) as tmp:
+        paths = {name: out / path.name for name, path in write_profile(result, tmp).items()}
     if as_json:
         print(dump(result.to_json()))
         return
@@ -85,13 +88,15 @@ def extract(
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted store."),
-    worker: int = typer.Option(0, "--worker", help="This worker's index (parallel filling)."),
-    workers: int = typer.Option(1, "--workers", help="Number of workers filling the store."),
+    worker: int = typer.Option(0, "--worker", min=0, help="This worker's index (parallel filling)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Number of workers filling the store."),
 ):
     """Capture sites over a corpus into an activation store on disk (resumable, checksummed shards)."""
     from lamina.data.corpus import load_corpus
     from lamina.extract import extract as run_extract
+    from lamina.report.output import check_output
 
+    check_output(out)
     docs = load_corpus(corpus, text_field, max_docs)
     lm = load(model, seed)
     try:

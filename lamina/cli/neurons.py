@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from lamina.cli.common import (BatchOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt,
-                               app, console, dump, load, user_errors)
+                               app, console, dump, load, non_negative_number, positive_number, user_errors)
 
 NeuronsOut = typer.Option(Path("lamina-out/neurons"), "--out", "-o",
                           help="Folder for JSON and neuron pages (maximize and top-examples share it).")
@@ -42,20 +42,20 @@ def maximize_command(
         help="A vector as .npy, .pt or text, the site's width."),
     position: str = typer.Option("last", "--position",
         help="last: the last token; mean: mean over the optimised tokens."),
-    n_tokens: int = typer.Option(5, "--n-tokens", help="Soft tokens to optimise."),
-    steps: int = typer.Option(200, "--steps", help="Adam steps."),
-    lr: float = typer.Option(0.1, "--lr", help="Adam learning rate, in units of the embedding's per-coordinate std."),
-    norm_penalty: float = typer.Option(1.0, "--norm-penalty",
+    n_tokens: int = typer.Option(5, "--n-tokens", min=1, help="Soft tokens to optimise."),
+    steps: int = typer.Option(200, "--steps", min=1, help="Adam steps."),
+    lr: float = typer.Option(0.1, "--lr", callback=positive_number, help="Adam learning rate, in units of the embedding's per-coordinate std."),
+    norm_penalty: float = typer.Option(1.0, "--norm-penalty", callback=non_negative_number,
         help="Weight of mean ((|v| - r) / r)^2, r the mean embedding norm."),
-    seeds: int = typer.Option(1, "--seeds", help="Runs from different random initial tokens (seeds 0..N-1)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Runs from different random initial tokens (seeds 0..N-1)."),
     projected: bool = typer.Option(False, "--projected",
         help="Forward on the nearest tokens; gradient straight through."),
-    top_k: int = typer.Option(5, "--top-k", help="Nearest tokens listed per optimised vector."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Nearest tokens listed per optimised vector."),
     fluency: Optional[str] = typer.Option(None, "--fluency",
         help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
-    search_steps: int = typer.Option(30, "--search-steps", help="Steps of the discrete search per lambda."),
-    search_top_k: int = typer.Option(64, "--search-top-k", help="Candidate tokens per position, by gradient."),
-    search_batch: int = typer.Option(32, "--search-batch", help="Candidate prompts evaluated per step."),
+    search_steps: int = typer.Option(30, "--search-steps", min=0, help="Steps of the discrete search per lambda."),
+    search_top_k: int = typer.Option(64, "--search-top-k", min=1, help="Candidate tokens per position, by gradient."),
+    search_batch: int = typer.Option(32, "--search-batch", min=1, help="Candidate prompts evaluated per step."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     out: Path = NeuronsOut,
@@ -65,7 +65,9 @@ def maximize_command(
     from lamina.analyses.maximize import maximize
     from lamina.errors import InputError
     from lamina.report.neuron_page import slug, write_neuron_pages
+    from lamina.report.output import atomic_output, check_output
 
+    check_output(out)
     try:
         lambdas = [float(x) for x in fluency.split(",") if x.strip()] if fluency else []
     except ValueError:
@@ -77,10 +79,10 @@ def maximize_command(
                       fluency_lambdas=lambdas, search_steps=search_steps, search_top_k=search_top_k,
                       search_batch=search_batch, progress=not as_json)
     data = result.to_dict()
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"maximize_{slug(result.target)}.json"
-    path.write_text(dump(data))
-    pages = write_neuron_pages(out)
+    with atomic_output(out, keep=True) as tmp:  # the folder is shared with top-examples and other neurons
+        (tmp / path.name).write_text(dump(data))
+        pages = write_neuron_pages(tmp)
     if as_json:
         print(dump(data))
         return
@@ -113,17 +115,17 @@ def maximize_command(
 @user_errors
 def top_examples_command(
     neuron: List[str] = typer.Option(..., "--neuron", "-n", help="Neuron SITE:INDEX (repeatable)."),
-    k: int = typer.Option(10, "-k", help="Top examples per neuron, one per document."),
-    n_random: int = typer.Option(10, "--random", help="Random tokens shown per neuron."),
-    quantiles: int = typer.Option(10, "--quantiles", help="Quantile bins of the activation distribution."),
-    per_quantile: int = typer.Option(2, "--per-quantile", help="Examples shown per quantile bin."),
+    k: int = typer.Option(10, "-k", min=1, help="Top examples per neuron, one per document."),
+    n_random: int = typer.Option(10, "--random", min=0, help="Random tokens shown per neuron."),
+    quantiles: int = typer.Option(10, "--quantiles", min=0, help="Quantile bins of the activation distribution."),
+    per_quantile: int = typer.Option(2, "--per-quantile", min=0, help="Examples shown per quantile bin."),
     compare: Optional[List[Path]] = typer.Option(None, "--compare",
         help="maximize_*.json files or folders to compare with."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
-    context: int = typer.Option(64, "--context", help="Tokens per window."),
+    context: int = typer.Option(64, "--context", min=2, help="Tokens per window."),
     batch_size: int = BatchOpt,
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
@@ -136,7 +138,9 @@ def top_examples_command(
     """Data sampling: each neuron's top corpus examples, random and per-quantile samples, and an HTML page."""
     from lamina.analyses.top_examples import top_examples, top_examples_from
     from lamina.report.neuron_page import write_neuron_pages
+    from lamina.report.output import atomic_output, check_output
 
+    check_output(out)
     options = dict(k=k, batch_size=batch_size, max_tokens=max_tokens, n_random=n_random, n_quantiles=quantiles,
                    per_quantile=per_quantile, progress=not as_json)
     if store is not None:
@@ -153,9 +157,9 @@ def top_examples_command(
         docs = load_corpus(corpus, text_field, max_docs)
         lm = load(model, seed)
         result = top_examples(lm, neuron, docs, context=context, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "top_examples.json").write_text(dump(result.to_dict()))
-    pages = write_neuron_pages(out, compare or ())
+    with atomic_output(out, keep=True) as tmp:  # the folder is shared with maximize
+        (tmp / "top_examples.json").write_text(dump(result.to_dict()))
+        pages = write_neuron_pages(tmp, compare or ())
     if as_json:
         print(dump(result.to_dict()))
         return

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import JsonOpt, ModelOpt, SeedOpt, app, console, dump, load, user_errors
+from lamina.cli.common import JsonOpt, ModelOpt, SeedOpt, app, console, dump, load, unit_interval, user_errors
 
 
 @app.command()
@@ -26,21 +26,21 @@ def tune(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="labels: the label column (COLUMN or COLUMN=VALUE)."),
     word_pooling: str = typer.Option("last", "--word-pooling", help="Read a multi-token word at its last, first or mean sub-token."),
     negation_token: str = typer.Option("after-edit", "--negation-token", help="negation: read at the first token after the edit, or the final token."),
-    permutations: int = typer.Option(100, "--permutations", help="Label permutations for the null of the count of significant neurons."),
+    permutations: int = typer.Option(100, "--permutations", min=0, help="Label permutations for the null of the count of significant neurons."),
     fdr_family: str = typer.Option("layer", "--fdr-family", help="Multiple-testing family: each layer, or the whole model."),
-    alpha: float = typer.Option(0.05, "--alpha", help="FDR level (and Bonferroni family-wise level)."),
-    cv: int = typer.Option(5, "--cv", help="Cross-validation folds for logistic regression and probes."),
+    alpha: float = typer.Option(0.05, "--alpha", callback=unit_interval, help="FDR level (and Bonferroni family-wise level)."),
+    cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds for logistic regression and probes."),
     rank_by: Optional[List[str]] = typer.Option(None, "--rank-by", help="Sparse-probe rankings (repeatable): mean_diff, anova_f, l1. Default all three."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Skip the sparse probes."),
-    max_tokens: Optional[int] = typer.Option(8000, "--max-tokens", help="Corpus contrasts: model tokens of corpus paragraphs read, drawn at random over the corpus (0: all)."),
-    max_docs: Optional[int] = typer.Option(None, "--max-docs", help="Corpus contrasts: documents read."),
-    max_per_group: Optional[int] = typer.Option(500, "--max-per-group", help="At most this many samples (pairs) per group, drawn at random (0: all)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
+    max_tokens: Optional[int] = typer.Option(8000, "--max-tokens", min=0, help="Corpus contrasts: model tokens of corpus paragraphs read, drawn at random over the corpus (0: all)."),
+    max_docs: Optional[int] = typer.Option(None, "--max-docs", min=0, help="Corpus contrasts: documents read (0: no limit)."),
+    max_per_group: Optional[int] = typer.Option(500, "--max-per-group", min=0, help="At most this many samples (pairs) per group, drawn at random (0: all)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
     unit: str = typer.Option("default", "--unit", help="Unit of replication of the primary test: default (word type x paragraph for corpus contrasts, the pair for negation) or occurrence (every sample independent: the old, anti-conservative test)."),
     unit_column: Optional[List[str]] = typer.Option(None, "--unit-column", help="A sample/table column that names the unit of replication (repeat once for two-way clustering), e.g. --unit-column speaker."),
     keep_first_token: bool = typer.Option(False, "--keep-first-token", help="resid sites: keep samples read at position 0 (the attention sink; left out by default)."),
     controls: bool = typer.Option(False, "--controls", help="Negative controls beside the result: the same contrast on a random-weights model of the same shape, and for negation the neutral-word insertion."),
-    reference_permutations: int = typer.Option(5, "--reference-permutations", help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
+    reference_permutations: int = typer.Option(5, "--reference-permutations", min=0, help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     as_json: bool = JsonOpt,
@@ -51,6 +51,10 @@ def tune(
 
     if contrast not in CONTRASTS + ("context",):
         raise InputError(f"unknown contrast '{contrast}'; choose one of {', '.join(CONTRASTS + ('context',))}")
+    from lamina.report.output import atomic_output, check_output
+
+    if out is not None:
+        check_output(out)
     lm = load(model, seed)
     if contrast == "context":
         from lamina.analyses.context_lessons import context_effect
@@ -60,7 +64,8 @@ def tune(
         if out is not None:
             from lamina.report.tuning_report import write_context
 
-            paths = write_context(result, out)
+            with atomic_output(out) as tmp:
+                paths = write_context(result, tmp)
         if as_json:
             print(dump(result.to_json()))
             return
@@ -79,15 +84,15 @@ def tune(
         return
     from lamina.analyses.tuning import tune as run_tune
 
-    samples = build_contrast(
-        contrast, lm.tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
-        table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
-        max_tokens=max_tokens or None, max_docs=max_docs, max_per_group=max_per_group or None, seed=seed,
-        unit_columns=tuple(unit_column or ()))
     if unit not in ("default", "occurrence"):
         raise InputError(f"--unit '{unit}': choose default or occurrence (name unit columns with --unit-column)")
     if unit_column and unit == "occurrence":
         raise InputError("give --unit occurrence or --unit-column, not both")
+    samples = build_contrast(
+        contrast, lm.tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
+        table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
+        max_tokens=max_tokens or None, max_docs=max_docs or None, max_per_group=max_per_group or None, seed=seed,
+        unit_columns=tuple(unit_column or ()))
     settings = dict(site=site, layers=layers, permutations=permutations, fdr_family=fdr_family, alpha=alpha, cv=cv,
                     rank_by=tuple(rank_by) if rank_by else ("mean_diff", "anova_f", "l1"), probes=not no_probes,
                     batch_size=batch_size, seed=seed, progress=not as_json,
@@ -102,7 +107,8 @@ def tune(
     if out is not None:
         from lamina.report.tuning_report import write_tuning
 
-        paths = write_tuning(result, out)
+        with atomic_output(out) as tmp:
+            paths = write_tuning(result, tmp)
     if as_json:
         print(dump(result.to_json()))
         return

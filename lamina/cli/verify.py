@@ -7,8 +7,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump, load,
-                               user_errors)
+from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump,
+                               err_console, load, user_errors)
 
 
 @app.command()
@@ -26,15 +26,20 @@ def verify(
     import lamina
     from lamina.data.texts import read_texts
 
+    from lamina.report.output import atomic_output, check_output
+
+    if out is not None:
+        check_output(out)
     texts = read_texts(text, file)
     lm = load(model, seed)
-    result = lamina.verify(lm, texts, truncate=truncate)
+    with err_console.status("running the founding experiment..."):
+        result = lamina.verify(lm, texts, truncate=truncate)
     if out is not None:
         from lamina.report.verify_plot import plot_verify
 
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "verify.json").write_text(dump(result))
-        plot_verify(result, out / "verify.png")
+        with atomic_output(out) as tmp:
+            (tmp / "verify.json").write_text(dump(result))
+            plot_verify(result, tmp / "verify.png")
     if as_json:
         print(dump(result))
     else:

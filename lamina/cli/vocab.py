@@ -20,7 +20,7 @@ def logit_lens_command(
     text: Optional[List[str]] = TextOpt,
     file: Optional[Path] = FileOpt,
     truncate: bool = TruncOpt,
-    k: int = typer.Option(5, "-k", help="Top tokens kept per layer and position."),
+    k: int = typer.Option(5, "-k", min=1, help="Top tokens kept per layer and position."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write logit_lens.csv, logit_lens_layers.csv and two PNGs here."),
     as_json: bool = JsonOpt,
 ):
@@ -30,19 +30,23 @@ def logit_lens_command(
     from lamina.analyses.logit_lens import logit_lens
     from lamina.data.texts import read_texts
 
+    from lamina.report.output import atomic_output, check_output
+
+    if out is not None:
+        check_output(out)
     texts = read_texts(text, file)
     lm = load(model, seed)
-    result = logit_lens(lm, texts, k=k, truncate=truncate)
+    result = logit_lens(lm, texts, k=k, truncate=truncate, progress=not as_json)
     if out is not None:
         from lamina.report.logit_lens_plot import plot_lens_heatmap, plot_lens_layers
 
-        out.mkdir(parents=True, exist_ok=True)
         table = result.table.assign(top_tokens=result.table["top_tokens"].map(json.dumps),
                                     top_probs=result.table["top_probs"].map(json.dumps))
-        table.to_csv(out / "logit_lens.csv", index=False)
-        result.per_layer.to_csv(out / "logit_lens_layers.csv", index=False)
-        plot_lens_layers(result, out / "logit_lens_layers.png")
-        plot_lens_heatmap(result, out / "logit_lens_heatmap.png")
+        with atomic_output(out) as tmp:
+            table.to_csv(tmp / "logit_lens.csv", index=False)
+            result.per_layer.to_csv(tmp / "logit_lens_layers.csv", index=False)
+            plot_lens_layers(result, tmp / "logit_lens_layers.png")
+            plot_lens_heatmap(result, tmp / "logit_lens_heatmap.png")
     if as_json:
         print(dump(result.to_dict()))
         return
@@ -64,7 +68,7 @@ def logit_lens_command(
 @user_errors
 def project_command(
     neuron: str = typer.Option(..., "--neuron", "-n", help="A neuron SITE:INDEX: mlp_post.L:i, or q/k/v.L:h*d_head+j."),
-    k: int = typer.Option(20, "-k", help="Tokens per list."),
+    k: int = typer.Option(20, "-k", min=1, help="Tokens per list."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write project.csv here."),
@@ -74,12 +78,15 @@ def project_command(
     from rich.text import Text
 
     from lamina.analyses.projections import project
+    from lamina.report.output import atomic_output, check_output
 
+    if out is not None:
+        check_output(out)
     lm = load(model, seed)
     df = project(lm, neuron, k=k)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "project.csv", index=False)
+        with atomic_output(out) as tmp:
+            df.to_csv(tmp / "project.csv", index=False)
     if as_json:
         print(dump({"model": lm.spec, "neuron": df["neuron"].iat[0], "note": df.attrs["note"],
                      "rows": df.to_dict(orient="records")}))

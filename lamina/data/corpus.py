@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from lamina.errors import InputError
+from lamina.validate import limit
 
 BUILTIN = "builtin"
 
@@ -30,7 +31,10 @@ def builtin_corpus() -> list[Document]:
 
 
 def load_corpus(source: str | Path | None = None, text_field: str = "text", max_docs: int | None = None) -> list[Document]:
-    """Documents from `source`: None/'builtin', a .txt file, a .jsonl file, a folder, or 'hf:NAME[:SPLIT]'."""
+    """Documents from `source`: None/'builtin', a .txt file, a .jsonl file, a folder, or 'hf:NAME[:SPLIT]'.
+
+    `max_docs`: the first N documents; None or 0 for all of them."""
+    max_docs = limit("max_docs", max_docs)
     if source is None or str(source) == BUILTIN:
         docs = builtin_corpus()
     elif str(source).startswith("hf:"):
@@ -71,7 +75,11 @@ def _read_file(path: Path, text_field: str, prefix: str) -> list[Document]:
             raise InputError(f"{path}:{number} is not valid JSON") from None
         if not isinstance(record, dict) or text_field not in record:
             raise InputError(f"{path}:{number} has no field '{text_field}' (choose one with --text-field)")
-        docs.append(Document(f"{prefix}:{number}", str(record[text_field])))
+        text = record[text_field]
+        if not isinstance(text, str):
+            what = "null" if text is None else f"a {type(text).__name__}"
+            raise InputError(f"{path}:{number}: field '{text_field}' is {what}, not text; fix or remove that line")
+        docs.append(Document(f"{prefix}:{number}", text))
     return docs
 
 
@@ -89,7 +97,9 @@ def _hf_dataset(name: str, text_field: str, max_docs: int | None) -> list[Docume
     for i, record in enumerate(data):
         if max_docs and i >= max_docs:
             break
-        docs.append(Document(f"{dataset}:{i}", str(record[text_field])))
+        if not isinstance(record.get(text_field), str):
+            raise InputError(f"dataset '{dataset}' record {i}: field '{text_field}' is not text (choose --text-field)")
+        docs.append(Document(f"{dataset}:{i}", record[text_field]))
     return docs
 
 

@@ -15,6 +15,7 @@ from typing import Iterator
 import torch
 
 from lamina.data.corpus import Document
+from lamina import validate
 from lamina.errors import InputError
 
 POSITION_BITS = 24  # row id = doc << 24 | position: a token's global id in constant memory
@@ -61,11 +62,8 @@ def tokenize_documents(tokenizer, docs: list[Document], max_tokens: int | None =
 def make_windows(token_ids: list[list[int]], context: int, stride: int | None = None, pack: bool = False,
                  separator: int | None = None) -> list[Window]:
     """Cut tokenized documents into windows (see module docstring)."""
-    stride = stride or context
-    if context < 2:
-        raise InputError(f"--context must be at least 2 tokens (got {context})")
-    if not 0 < stride <= context:
-        raise InputError(f"--stride must be between 1 and --context ({context}); got {stride}")
+    context = validate.integer("context", context, low=2)
+    stride = context if stride is None else validate.integer("stride", stride, low=1, high=context)
     if pack:
         stream = []
         for ids in token_ids:
@@ -109,8 +107,9 @@ def corpus_windows(lm, docs: list[Document], context: int = 128, stride: int | N
                    max_tokens: int | None = None) -> list[Window]:
     """Tokenize a corpus and cut it into windows for `lm`, keeping at most `max_tokens` counted tokens."""
     limit = lm.anatomy.context_length
+    context, max_tokens = validate.integer("context", context, low=2), validate.limit("max_tokens", max_tokens)
     if limit and context > limit:
-        raise InputError(f"--context {context} is longer than the model's context of {limit} tokens")
+        raise InputError(f"context {context} is longer than the model's context of {limit} tokens")
     token_ids = tokenize_documents(lm.tokenizer, docs, max_tokens)
     windows = make_windows(token_ids, context, stride, pack, separator=lm.tokenizer.eos_token_id)
     if max_tokens:

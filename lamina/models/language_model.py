@@ -84,6 +84,11 @@ class LanguageModel:
         """Right-padded input_ids and attention_mask [batch, tokens]; errors on empty or too-long text."""
         if isinstance(texts, str):
             texts = [texts]
+        if not isinstance(texts, (list, tuple)):
+            raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+        wrong = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if wrong:
+            raise InputError(f"texts must be strings; item {wrong[0]} is {texts[wrong[0]]!r}")
         if not texts or any(not t.strip() for t in texts):
             raise InputError("empty text: give at least one non-blank text")
         limit = max_length or self.anatomy.context_length
@@ -102,7 +107,8 @@ class LanguageModel:
     def capture(self, texts, sites, stop_early: bool = True, truncate: bool = False) -> Activations:
         """Activations at `sites` for a list of texts (or a dict with input_ids and optionally attention_mask)."""
         if isinstance(texts, dict):
-            batch = self.inputs(texts["input_ids"], texts.get("attention_mask"))
+            checked = self.check_ids(texts)
+            batch = self.inputs(checked["input_ids"], checked.get("attention_mask"))
         else:
             batch = self.tokenize(texts, truncate=truncate)
         parsed = sites if sites and isinstance(sites[0], Site) else self.sites(sites)
@@ -111,6 +117,21 @@ class LanguageModel:
     def check_anatomy(self, text: str = CHECK_TEXT) -> dict[str, float]:
         """Prove the anatomy's residual identities on one short forward pass; AnatomyCheckError if one fails."""
         return check_identities(self.anatomy, self.model, self.capture([text], check_sites(self.anatomy)))
+
+    def check_ids(self, batch: dict) -> dict:
+        """A dict of input_ids [batch, tokens] (and an optional attention_mask) checked against the vocabulary."""
+        ids = batch.get("input_ids")
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.numel() == 0:
+            raise InputError("input_ids must be a non-empty integer tensor [batch, tokens]")
+        vocab = self.model.get_input_embeddings().num_embeddings
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab:
+            raise InputError(f"token id {low if low < 0 else high} is outside the vocabulary of {self.spec} "
+                             f"(0..{vocab - 1})")
+        mask = batch.get("attention_mask")
+        if mask is not None and tuple(mask.shape) != tuple(ids.shape):
+            raise InputError(f"attention_mask has shape {tuple(mask.shape)}, input_ids {tuple(ids.shape)}")
+        return batch
 
     def __repr__(self) -> str:
         a = self.anatomy

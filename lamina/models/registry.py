@@ -1,7 +1,11 @@
 """Model specs -> loaded models: the embedded default, `random:<type>`, hub ids and local folders."""
 from __future__ import annotations
 
+import difflib
+import os
+import re
 import time
+from pathlib import Path
 
 import torch
 
@@ -12,12 +16,66 @@ from lamina.models.language_model import LanguageModel
 
 DEFAULT_MODEL = embedded.NAME
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Hub models still reachable by a name without an owner (the hub redirects them to openai-community/...).
+CANONICAL = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2", "openai-gpt")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def as_model(lm, seed: int = 0):
+    """A LanguageModel as it is, a spec string loaded; anything else refused (for functions taking `lm`)."""
+    if isinstance(lm, LanguageModel):
+        return lm
+    if isinstance(lm, (str, os.PathLike)):
+        return load(str(lm), seed=seed)
+    raise ModelSpecError(f"expected a model loaded with lamina.load(...) or a model spec string, not "
+                         f"{type(lm).__name__}")
+
+
+def suggestions(spec: str) -> list[str]:
+    """Close matches of an unknown name among the embedded model, random:<type> and hub ids."""
+    from lamina.models.random_models import PER_TYPE
+
+    name = spec.lower().removeprefix("random:")
+    name = re.sub(r"[-_](small|base|mini|tiny)$", "", name)
+    keys = [DEFAULT_MODEL, *PER_TYPE, *CANONICAL]
+    found = []
+    for match in difflib.get_close_matches(name, list(dict.fromkeys(keys)), n=3, cutoff=0.5):
+        if match == DEFAULT_MODEL:
+            found.append(match)
+        if match in PER_TYPE:
+            found.append(f"random:{match}")
+        if match in CANONICAL:
+            found.append(f"openai-community/{match}")
+    return list(dict.fromkeys(found))[:3]
+
+
+def check_spec(spec: str) -> None:
+    """Fail at once on a spec that can only be a typo: not a folder here, not owner/name, not a known name."""
+    if spec == DEFAULT_MODEL or spec.startswith("random:") or spec in CANONICAL:
+        return
+    path_like = spec.startswith(("./", "../", "/", "~", ".\\")) or os.sep in spec and not HUB_ID.fullmatch(spec)
+    if Path(spec).expanduser().exists():
+        return
+    if path_like:
+        raise ModelSpecError(f"model folder {spec} does not exist")
+    if HUB_ID.fullmatch(spec):
+        return
+    close = suggestions(spec)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ModelSpecError(f"unknown model '{spec}': {hint}Give {DEFAULT_MODEL}, random:<model_type>, a hub id "
+                         "owner/name such as openai-community/gpt2, or a local folder")
 
 
 def load(spec: str = DEFAULT_MODEL, seed: int = 0, dtype: str | None = None, device: str = "cpu",
          check: bool = True) -> LanguageModel:
     """Load a model by spec, bind its anatomy, and (by default) prove the anatomy's residual identities."""
+    if isinstance(spec, os.PathLike):
+        spec = str(spec)
+    if spec is not None and not isinstance(spec, str):
+        raise ModelSpecError(f"a model spec is a string such as '{DEFAULT_MODEL}', 'random:gpt2', a hub id or a "
+                             f"folder, not {type(spec).__name__} {spec!r}")
     spec = (spec or DEFAULT_MODEL).strip()
+    check_spec(spec)
     start = time.perf_counter()
     if spec == embedded.NAME:
         source = "cache" if (embedded.cached_dir() / "model.safetensors").exists() else "gguf"
@@ -26,7 +84,11 @@ def load(spec: str = DEFAULT_MODEL, seed: int = 0, dtype: str | None = None, dev
         from lamina.models.random_models import load_random
 
         source = "random"
-        model, tokenizer = load_random(spec.split(":", 1)[1], seed=seed)
+        try:
+            model, tokenizer = load_random(spec.split(":", 1)[1], seed=seed)
+        except ModelSpecError as err:
+            close = [c for c in suggestions(spec) if c.startswith("random:")]
+            raise ModelSpecError(f"{err}" + (f"; did you mean {' or '.join(close)}?" if close else "")) from None
     elif ":" in spec and not spec.startswith((".", "/")):
         raise ModelSpecError(f"unknown model spec '{spec}'; use {DEFAULT_MODEL}, random:<model_type>, a hub id or a folder")
     else:

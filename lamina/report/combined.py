@@ -9,6 +9,7 @@ import pandas as pd
 
 from lamina.errors import InputError
 from lamina.report.html import image, page, table
+from lamina.report.output import write_text_atomic
 
 
 def _verify_sections(folder: Path) -> list[tuple[str, str]]:
@@ -82,6 +83,4 @@ def write_report(folder: Path) -> Path:
         sections.append(("Other pages", f"<ul>{links}</ul>"))
     if not sections:
         raise InputError(f"no lamina results (verify.json, profile.json, a store) found under {folder}")
-    path = folder / "report.html"
-    path.write_text(page("lamina report", sections))
-    return path
+    return write_text_atomic(folder / "report.html", page("lamina report", sections))

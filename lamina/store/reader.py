@@ -1,4 +1,9 @@
-"""Reading an activation store: one site at a time, memory-mapped, plus the token table."""
+"""Reading an activation store: one site at a time, memory-mapped, plus the token table.
+
+Every shard is checked against its sidecar's size and sha256 before its first use in a process
+(`shards.verify_shard`), so a corrupted, truncated or missing shard raises `StoreError` instead of
+returning wrong numbers.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +12,9 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from lamina.errors import InputError, SiteError
+from lamina.errors import InputError, SiteError, StoreError
 from lamina.store.manifest import read_manifest
-from lamina.store.shards import check_shards, complete_shards, shard_path
+from lamina.store.shards import bad_sidecars, check_shards, complete_shards, shard_path, verify_shard
 
 META = ("token_id", "row_id")  # per-row metadata stored in every shard beside the sites
 
@@ -35,11 +40,21 @@ class ActivationStore:
         return sum(info["n_rows"] for info in self.shards.values())
 
     def _read(self, key: str, columns=None) -> torch.Tensor:
+        bad = bad_sidecars(self.folder)
+        if bad:
+            raise StoreError(f"{bad[0]} is unreadable or incomplete; re-extract its shard: lamina extract --resume "
+                             "with the same settings redoes it")
         parts = []
         for index in sorted(self.shards):
-            with safe_open(str(shard_path(self.folder, index)), framework="pt") as f:
-                # get_slice reads only the requested columns' bytes of this one tensor
-                parts.append(f.get_tensor(key) if columns is None else f.get_slice(key)[:, columns])
+            path = shard_path(self.folder, index)
+            verify_shard(self.folder, index, self.shards[index])
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    # get_slice reads only the requested columns' bytes of this one tensor
+                    parts.append(f.get_tensor(key) if columns is None else f.get_slice(key)[:, columns])
+            except Exception as err:  # safetensors raises its own error types; the checksum passed
+                raise StoreError(f"cannot read {key} from {path}: {str(err).splitlines()[0][:200]}; re-extract "
+                                 "it with lamina extract --resume") from None
         if not parts:
             raise InputError(f"{self.folder} has no complete shard yet")
         return torch.cat(parts)
@@ -48,7 +63,33 @@ class ActivationStore:
         """Activations of one site over every stored token: [rows, d] (q/k/v: [rows, heads*d_head])."""
         if site not in self.sites:
             raise SiteError(f"site {site} is not in this store; it holds {', '.join(self.sites)}")
-        return self._read(site, neurons)
+        return self._read(site, self._columns(site, neurons))
+
+    def _columns(self, site: str, neurons):
+        """`neurons` as a list of column indices, checked against the site's width."""
+        if neurons is None:
+            return None
+        if isinstance(neurons, (int, np.integer)):
+            neurons = [neurons]
+        try:
+            columns = [int(i) for i in neurons]
+        except (TypeError, ValueError):
+            raise InputError(f"neurons must be a list of integer column indices, not {neurons!r}") from None
+        width = self.width(site)
+        wrong = [i for i in columns if not 0 <= i < width]
+        if wrong:
+            raise InputError(f"neuron index {wrong[0]} is out of range for {site}, which has {width} values "
+                             f"per token (0..{width - 1})")
+        return columns
+
+    def width(self, site: str) -> int:
+        """Values per token of `site` in this store (q/k/v: heads * d_head), from the first shard's header."""
+        if not self.shards:
+            raise InputError(f"{self.folder} has no complete shard yet")
+        index = min(self.shards)
+        verify_shard(self.folder, index, self.shards[index])
+        with safe_open(str(shard_path(self.folder, index)), framework="pt") as f:
+            return int(f.get_slice(site).get_shape()[1])
 
     def numpy(self, site: str, neurons=None) -> np.ndarray:
         return self.read(site, neurons).float().numpy()

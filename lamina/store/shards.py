@@ -1,5 +1,9 @@
 """Shards: independent safetensors files of activations, each with a JSON sidecar holding its checksum.
 
+Integrity on read: `verify_shard` checks a shard's size and sha256 against its sidecar before its first use
+in a process; the verdict is cached by (path, size, modification time), so later reads cost nothing and a
+file changed since is checked again. A missing, truncated or corrupted shard raises `StoreError` naming it.
+
 A shard is written to a temporary name, flushed to disk and renamed; its sidecar is written the same way
 afterwards. A shard counts as complete only when its sidecar exists, so a run killed at any point leaves
 nothing that a resume would trust. Shard i always holds the same windows, so a resume redoes exactly the
@@ -7,7 +11,6 @@ missing shards: no row is lost or duplicated. Workers can fill different shards 
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -16,7 +19,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lamina.errors import InputError
+from lamina.errors import StoreError, is_disk_full
+
+SIDECAR_KEYS = ("index", "sha256", "bytes", "n_rows")
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 checked in this process
 
 
 def shard_path(folder: Path, index: int) -> Path:
@@ -35,21 +41,84 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_sidecar(side: Path) -> dict | None:
+    """A sidecar's content, or None when it is unreadable, not JSON, or lacks a field."""
+    try:
+        info = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(info, dict) or any(k not in info for k in SIDECAR_KEYS):
+        return None
+    if side.name != sidecar_path(side.parent, info["index"]).name:
+        return None
+    return info
+
+
 def complete_shards(folder: Path) -> dict[int, dict]:
-    """Index -> sidecar of every shard whose sidecar exists."""
+    """Index -> sidecar of every shard whose sidecar exists and is sound (see `bad_sidecars`)."""
     done = {}
     for side in sorted(folder.glob("shard-*.json")):
-        info = json.loads(side.read_text())
-        done[info["index"]] = info
+        info = read_sidecar(side)
+        if info is not None:
+            done[info["index"]] = info
     return done
 
 
-def remove_partial(folder: Path) -> None:
-    """Delete temporary files and shards without a sidecar (left by a killed or interrupted run)."""
-    for tmp in folder.glob("*.tmp*"):
-        tmp.unlink(missing_ok=True)
+def bad_sidecars(folder: Path) -> list[Path]:
+    """Sidecars that are not valid JSON or lack a field: their shards count as not written."""
+    return [side for side in sorted(folder.glob("shard-*.json")) if read_sidecar(side) is None]
+
+
+def shard_problem(folder: Path, index: int, info: dict, use_cache: bool = True) -> str | None:
+    """What is wrong with shard `index` (missing, wrong size, checksum mismatch), or None when it is sound."""
+    path = shard_path(folder, index)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"{path.name}: missing (its sidecar exists)"
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if use_cache and _verified.get(key) == info["sha256"]:
+        return None
+    if st.st_size != info["bytes"]:
+        return f"{path.name}: {st.st_size} bytes, expected {info['bytes']} (truncated or overwritten)"
+    if sha256_file(path) != info["sha256"]:
+        return f"{path.name}: checksum mismatch (corrupted)"
+    _verified[key] = info["sha256"]
+    return None
+
+
+def verify_shard(folder: Path, index: int, info: dict) -> None:
+    """Raise `StoreError` unless shard `index` matches its sidecar (checked once per process and file state)."""
+    problem = shard_problem(folder, index, info)
+    if problem is not None:
+        raise StoreError(f"{folder}/{problem}; re-extract it: lamina extract --resume with the same settings "
+                         "redoes this shard")
+
+
+def discard_shard(folder: Path, index: int) -> None:
+    """Remove a shard and its sidecar (sidecar first, so the shard never counts as complete meanwhile)."""
+    sidecar_path(folder, index).unlink(missing_ok=True)
+    shard_path(folder, index).unlink(missing_ok=True)
+
+
+def remove_partial(folder: Path, owned=None) -> None:
+    """Delete temporary files, bad sidecars and shards without a sound sidecar (left by a killed run).
+
+    `owned(index) -> bool` limits the cleaning to the shards this writer fills (parallel workers)."""
+    def mine(path: Path) -> bool:
+        try:
+            return owned is None or owned(int(path.name.split(".")[0].split("-")[1]))
+        except (IndexError, ValueError):
+            return False
+
+    for tmp in folder.glob("shard-*.tmp*"):
+        if mine(tmp):
+            tmp.unlink(missing_ok=True)
+    for side in bad_sidecars(folder):
+        if mine(side):
+            side.unlink(missing_ok=True)
     for shard in folder.glob("shard-*.safetensors"):
-        if not shard.with_suffix(".json").exists():
+        if mine(shard) and read_sidecar(shard.with_suffix(".json")) is None:
             shard.unlink(missing_ok=True)
 
 
@@ -66,30 +135,32 @@ def write_shard(folder: Path, index: int, tensors: dict[str, torch.Tensor], info
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         _replace_synced(tmp, path)
-        info = {**info, "index": index, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+        st = path.stat()
+        info = {**info, "index": index, "sha256": sha256_file(path), "bytes": st.st_size}
         side_tmp.write_text(json.dumps(info, indent=1))
         _replace_synced(side_tmp, side)
+        _verified[(str(path.resolve()), st.st_size, st.st_mtime_ns)] = info["sha256"]
         return info
     except BaseException as err:
         for p in (tmp, side_tmp, path, side):
             p.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            raise InputError(f"disk full while writing shard {index} in {folder}; shards already written are "
-                             "kept: free space and rerun with --resume") from None
+        if is_disk_full(err):
+            raise StoreError(f"disk full while writing shard {index} in {folder}; the shards already written are "
+                             "kept and checked: free space and rerun with --resume") from None
         raise
 
 
 def check_shards(folder: Path) -> list[str]:
-    """Problems found: a missing shard file, a wrong size or checksum, or an orphan file."""
+    """Problems found: a missing shard file, a wrong size or checksum, a bad sidecar, or an orphan file.
+
+    Every shard is hashed again (no cache): this is the full check behind `lamina store check`."""
     problems = []
     for index, info in complete_shards(folder).items():
-        path = shard_path(folder, index)
-        if not path.exists():
-            problems.append(f"{path.name}: missing (its sidecar exists)")
-        elif path.stat().st_size != info["bytes"]:
-            problems.append(f"{path.name}: {path.stat().st_size} bytes, expected {info['bytes']}")
-        elif sha256_file(path) != info["sha256"]:
-            problems.append(f"{path.name}: checksum mismatch (corrupted)")
+        problem = shard_problem(folder, index, info, use_cache=False)
+        if problem is not None:
+            problems.append(problem)
+    for side in bad_sidecars(folder):
+        problems.append(f"{side.name}: sidecar unreadable or incomplete; --resume redoes its shard")
     for shard in folder.glob("shard-*.safetensors"):
         if not shard.with_suffix(".json").exists():
             problems.append(f"{shard.name}: no sidecar (incomplete write); --resume removes and redoes it")
