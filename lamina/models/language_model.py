@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lamina.anatomy import Anatomy
-from lamina.capture import Activations, run_capture
+from lamina.capture import Activations, Capture, run_capture
 from lamina.errors import InputError
 from lamina.sites import Site, parse_neuron, parse_sites
 
@@ -63,6 +63,25 @@ class LanguageModel:
         if mask is None:
             mask = torch.ones_like(batch["input_ids"])
         return run_capture(self.model, self.anatomy, batch["input_ids"], mask, parsed, stop_early)
+
+    def edit(self, *edits) -> Capture:
+        """`with lm.edit(e1, e2): lm.model(...)`: the edits hold for every forward pass inside the block."""
+        from lamina.edits import bind_all
+
+        return Capture(self.model, self.anatomy, [], stop_early=False, edits=bind_all(self, edits))
+
+    def run(self, texts, edits=(), sites=("logits",), stop_early: bool = True, truncate: bool = False) -> Activations:
+        """One forward pass under `edits`, capturing `sites` (default: the logits) in the same pass."""
+        from lamina.edits import bind_all, check_positions
+
+        batch = texts if isinstance(texts, dict) else self.tokenize(texts, truncate=truncate)
+        mask = batch.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(batch["input_ids"])
+        bound = bind_all(self, edits)
+        check_positions(bound, mask.sum(1).tolist())
+        parsed = sites if sites and isinstance(sites[0], Site) else self.sites(list(sites))
+        return run_capture(self.model, self.anatomy, batch["input_ids"], mask, parsed, stop_early, edits=bound)
 
     def __repr__(self) -> str:
         a = self.anatomy
