@@ -31,7 +31,8 @@ class Edit:
 
     neurons: flat indices at the site (q/k/v: head * d_head + i), None for all; heads: whole q/k/v heads.
     positions: None (all), "first", a list of token positions (each text), or a bool mask [batch, tokens].
-    value: set -> broadcastable to [batch, tokens, n]; add -> [n]; scale -> a number. zero takes none.
+    value: set -> broadcastable to [batch, tokens, n], or a function (batch, tokens) -> such a tensor;
+           add -> [n]; scale -> a number. zero takes none.
     """
 
     site: str | Site
@@ -98,7 +99,8 @@ class BoundEdit:
         elif e.op == "scale":
             new = old * float(e.value)
         else:
-            v = torch.as_tensor(e.value, dtype=x.dtype, device=x.device)
+            v = e.value(batch, tokens) if callable(e.value) else e.value
+            v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
             if v.dim() == 0 or v.shape[-1] not in (1, self.n):
                 raise InputError(f"{self.site.name}: the {e.op} value has width {tuple(v.shape)[-1:] or 'scalar'}; "
                                  f"this edit writes {self.n} values per token")
