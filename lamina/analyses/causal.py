@@ -194,6 +194,17 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, count: torch.Ten
     return logp, nll, counted
 
 
+def final_logits(lm, batch: dict, edits=()) -> torch.Tensor:
+    """Next-token logits after each text's last real token [texts, vocab], under bound `edits`.
+
+    Reads the final norm's output (early stop there) and applies the unembedding to the last tokens only."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    h = run_capture(lm.model, lm.anatomy, ids, mask, [Site("final_norm")], edits=edits)["final_norm"]
+    h = h[torch.arange(len(ids)), mask.sum(1) - 1]                          # [texts, d_model]
+    with torch.inference_mode():
+        return lm.model.get_submodule(lm.anatomy.family.unembed)(h)
+
+
 def kl(logp_p: torch.Tensor, logp_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) over the last dim, from log-probabilities."""
     return (logp_p.exp() * (logp_p - logp_q)).sum(-1)

@@ -20,11 +20,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lamina.analyses.causal import Ablate, bootstrap_ratio, edit_metrics, kl
-from lamina.capture import run_capture
+from lamina.analyses.causal import Ablate, bootstrap_ratio, edit_metrics, final_logits, kl
 from lamina.edits import bind_all
 from lamina.errors import InputError
-from lamina.sites import Site
 
 EFFECT_COLUMNS = ("effect", "t", "cohens_d", "diff", "r")  # the first present ranks ties in q
 
@@ -81,24 +79,13 @@ def matched_random(variance: np.ndarray, top: list[int], rng: np.random.Generato
     return sorted(chosen)
 
 
-def final_logprobs(lm, batch: dict, edits=()) -> torch.Tensor:
-    """Log-probabilities of the next token after each text's last real token [texts, vocab], under edits."""
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    h = run_capture(lm.model, lm.anatomy, ids, mask, [Site("final_norm")], edits=edits)["final_norm"]
-    last = mask.sum(1) - 1
-    h = h[torch.arange(len(ids)), last]                                   # [texts, d_model]
-    with torch.inference_mode():
-        logits = lm.model.get_submodule(lm.anatomy.family.unembed)(h)
-    return torch.log_softmax(logits.float(), -1)
-
-
 def pair_kl(lm, pairs: list[tuple[str, str]], edits=(), batch_size: int = 64) -> np.ndarray:
     """KL(negated || affirmed) of the next-token distributions at the final token, per pair [pairs]."""
     bound = bind_all(lm, edits)
     out = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i:i + batch_size]
-        lp = final_logprobs(lm, lm.tokenize([a for a, _ in chunk] + [n for _, n in chunk]), bound)
+        lp = torch.log_softmax(final_logits(lm, lm.tokenize([a for a, _ in chunk] + [n for _, n in chunk]), bound).float(), -1)
         out.append(kl(lp[len(chunk):], lp[:len(chunk)]).cpu().numpy())
     return np.concatenate(out)
 
