@@ -178,9 +178,25 @@ def bind_all(lm, edits) -> list[BoundEdit]:
         if s.kind not in LAYER_KINDS and s.kind not in EDITABLE_MODEL_SITES:
             raise SiteError(f"cannot edit {s.name}: it is derived or read-only; edit final_norm.input, "
                             "final_norm or a per-layer site instead")
+    return [bind(e, lm.anatomy, site_width(lm, s), site=s) for e, s in zip(edits, sites)]
+
+
+def site_width(lm, site: Site) -> int:
+    """Values per token at a site, from the config and weights (no forward pass); a one-token probe
+    for an MLP whose down projection the family table does not name."""
+    a = lm.anatomy
+    if site.kind in ("q", "k", "v"):
+        return (a.n_heads if site.kind == "q" else a.n_kv_heads) * a.d_head
+    if site.kind not in ("mlp_pre", "mlp_post"):
+        return a.d_model
+    if a.family.mlp_down:
+        down = lm.model.get_submodule(f"{a.block(site.layer)}.{a.family.mlp_down}")
+        if isinstance(down, torch.nn.Linear):
+            return down.in_features
+        if type(down).__name__ == "Conv1D":  # GPT-2: weight [in, out]
+            return down.weight.shape[0]
     token = lm.tokenizer.eos_token_id or 0
-    probe = lm.capture({"input_ids": torch.tensor([[token]], device=lm.device)}, list(dict.fromkeys(sites)))
-    return [bind(e, lm.anatomy, int(probe[s.name][0, 0].numel()), site=s) for e, s in zip(edits, sites)]
+    return int(lm.capture({"input_ids": torch.tensor([[token]], device=lm.device)}, [site])[site.name][0, 0].numel())
 
 
 def check_positions(edits: list[BoundEdit], lengths: list[int]) -> None:
