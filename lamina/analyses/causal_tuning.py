@@ -8,7 +8,8 @@ of the next-token distributions at each sentence's final token, averaged over pa
 negated sentence moved toward the affirmed one) when the top-K neurons are zero- or mean-ablated in both
 sentences, against R draws of K random neurons of the same layer, each matched on activation variance
 (drawn from the same variance decile as the tuned neuron it replaces). p = (1 + #{|random| >= |top|}) /
-(R + 1). The general next-token loss change on a corpus sample is measured for the top-K and every draw.
+(R + 1). The general next-token loss change on a corpus sample is measured for the top-K (and for every
+draw with `random_loss`, which multiplies the cost).
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ class CausalTuningResult:
 
 def causal_tuning(lm, table: pd.DataFrame, pairs, site: str = "mlp_post", layers=None, k: int = 10,
                   repeats: int = 20, method: str = "zero", docs=None, loss_tokens: int = 2048, seed: int = 0,
-                  batch_size: int = 64, progress: bool = True) -> CausalTuningResult:
+                  batch_size: int = 64, random_loss: bool = False, progress: bool = True) -> CausalTuningResult:
     """Per layer: top-K ablation vs `repeats` variance-matched random K-neuron ablations (module docstring)."""
     if k < 1 or repeats < 1:
         raise InputError("--top and --random must be at least 1")
@@ -135,7 +136,7 @@ def causal_tuning(lm, table: pd.DataFrame, pairs, site: str = "mlp_post", layers
             edit = Ablate(name, neurons=tuple(neurons), method=method, reference=ref)
             delta = pair_kl(lm, pairs, [edit], batch_size) - clean
             loss = None
-            if docs is not None and loss_tokens:
+            if docs is not None and loss_tokens and (label == "top" or random_loss):
                 loss = edit_metrics(lm, [edit], docs, max_tokens=loss_tokens, n_boot=200, seed=seed).summary
             draws.append({"layer": layer, "draw": label, "neurons": " ".join(map(str, neurons)),
                           "effect": float(delta.mean()), "delta_loss": loss["delta_loss"]["value"] if loss else np.nan,
@@ -150,7 +151,7 @@ def causal_tuning(lm, table: pd.DataFrame, pairs, site: str = "mlp_post", layers
                      "random_low": float(np.quantile(rand, 0.025)), "random_high": float(np.quantile(rand, 0.975)),
                      "p_value": float((1 + np.sum(np.abs(rand) >= abs(value))) / (len(rand) + 1)),
                      "top_delta_loss": top_row.delta_loss,
-                     "random_delta_loss": float(np.nanmean(d[d.draw != "top"].delta_loss)) if loss_tokens and docs is not None else np.nan,
+                     "random_delta_loss": float(np.nanmean(d[d.draw != "top"].delta_loss)) if random_loss and docs is not None else np.nan,
                      "top_neurons": top_row.neurons})
     bar.close()
     settings = {"model": lm.spec, "site": site, "layers": layers, "k": k, "repeats": repeats, "method": method,

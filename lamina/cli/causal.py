@@ -61,6 +61,7 @@ def ablate_command(
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="--from-tune: layers to test (default: the run's)."),
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="--from-tune: use the first N negation pairs."),
     loss_tokens: int = typer.Option(2048, "--loss-tokens", help="--from-tune: corpus tokens for the general loss (0: skip)."),
+    random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = typer.Option(8192, "--max-tokens", help="Corpus tokens scored (spread over documents)."),
@@ -78,8 +79,8 @@ def ablate_command(
     if method not in METHODS:
         raise InputError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
     if from_tune is not None:
-        return _from_tune(from_tune, site, top, random_draws, layers, max_pairs, loss_tokens, method, corpus,
-                          text_field, out, model, seed, as_json)
+        return _from_tune(from_tune, site, top, random_draws, layers, max_pairs, loss_tokens, random_loss, method,
+                          corpus, text_field, out, model, seed, as_json)
     if site is None:
         raise InputError("give --site (e.g. mlp_post.13) or --from-tune DIR")
     if store is not None and method != "mean":
@@ -121,8 +122,8 @@ def ablate_command(
                   f"({j['interval']})", highlight=False)
 
 
-def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, method, corpus, text_field, out, model, seed,
-               as_json):
+def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_loss, method, corpus, text_field, out,
+               model, seed, as_json):
     from lamina.analyses.causal_tuning import causal_tuning, load_tuned
     from lamina.analyses.contrasts import read_pairs
     from lamina.analyses.tuning import parse_layers
@@ -144,7 +145,7 @@ def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, method,
     pairs = read_pairs()[:max_pairs] if max_pairs else read_pairs()
     docs = _docs(corpus, text_field) if loss_tokens else None
     result = causal_tuning(lm, table, pairs, tune_site, chosen, k, repeats, method, docs, loss_tokens, seed,
-                           progress=not as_json)
+                           random_loss=random_loss, progress=not as_json)
     if out is not None:
         import pandas as pd
 
