@@ -306,3 +306,16 @@ def test_cli_ablate_json_fields(tmp_path):
     assert j["neurons"] == [1, 2, 3] and j["n_tokens"] > 200
     assert j["delta_loss"]["value"] == pytest.approx(j["ablated"]["loss"] - j["baseline"]["loss"], abs=1e-9)
     assert (tmp_path / "per_doc.csv").is_file()
+
+
+def test_reference_from_store_equals_a_fresh_pass(llama, tmp_path):
+    from lamina.analyses.causal import reference_from_store
+    from lamina.extract import extract
+
+    docs = [Document("a", TEXT + " " + OTHER), Document("b", OTHER)]
+    extract(llama, docs, ["mlp_post.1"], tmp_path / "store", context=8, dtype="float32", progress=False)
+    stored = reference_from_store(tmp_path / "store", "mlp_post.1")
+    fresh = reference_stats(llama, "mlp_post.1", docs, context=8, max_tokens=None)
+    assert stored.n_tokens == fresh.n_tokens
+    torch.testing.assert_close(stored.mean, fresh.mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stored.position_mean(), fresh.position_mean(), atol=1e-5, rtol=1e-5)

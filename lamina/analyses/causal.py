@@ -109,7 +109,7 @@ def reference_from_store(folder, site: str) -> Reference:
         raise InputError(f"the store {folder} holds no rows for {site}; mean ablation needs some")
     settings = store.manifest["settings"]
     context, stride = int(settings.get("context", 128)), settings.get("stride") or settings.get("context", 128)
-    pos = torch.as_tensor(store.tokens()["position"].to_numpy())
+    pos = torch.tensor(store.tokens()["position"].to_numpy(), dtype=torch.long)
     width = x.shape[1]
     pos_sum, pos_count = torch.zeros(context, width, dtype=torch.double), torch.zeros(context, dtype=torch.double)
     if int(stride) == context and not settings.get("pack"):
