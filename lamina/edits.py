@@ -160,9 +160,9 @@ def qkv_columns(anatomy, which: str, neurons, width: int) -> torch.Tensor:
 
 def bind_all(lm, edits) -> list[BoundEdit]:
     """Bind edits (or objects with `to_edit(lm)`, such as Ablate and Steer) to a LanguageModel."""
+    if all(isinstance(e, BoundEdit) for e in edits):  # bound already (a loop binds once)
+        return list(edits)
     edits = [e.to_edit(lm) if hasattr(e, "to_edit") else e for e in edits]
-    if not edits:
-        return []
     for e in edits:
         if not isinstance(e, Edit):
             raise InputError(f"not an edit: {e!r}; use lamina.Edit, lamina.Ablate or lamina.Steer")
