@@ -38,14 +38,16 @@ def causal_laminar(result, fractions: dict[int, float] | None, path: Path) -> Pa
     plt = pyplot()
     d = result.per_layer
     fig, axes = plt.subplots(1, 2, figsize=(9, 1.8 + 0.25 * len(d)), sharey=True)
+    step = float(np.diff(np.sort(d.layer)).min()) if len(d) > 1 else 1.0
     if fractions:
-        axes[0].barh(d.layer, [fractions.get(int(L), np.nan) for L in d.layer], color="0.5")
+        axes[0].barh(d.layer, [fractions.get(int(L), np.nan) for L in d.layer], height=0.6 * step, color="0.5")
     axes[0].set_xlabel("fraction of neurons tuned (tune run)")
     axes[0].set_ylabel("layer")
-    axes[1].fill_betweenx(d.layer, d.random_low, d.random_high, color="0.85", label="random K, 95% band")
-    axes[1].plot(d.random_mean, d.layer, color="0.5", lw=1)
+    axes[1].barh(d.layer, d.random_high - d.random_low, left=d.random_low, height=0.6 * step, color="0.85",
+                 label=f"random K, 95% band ({result.settings['repeats']} draws)")
     axes[1].errorbar(d.top_effect, d.layer, xerr=[d.top_effect - d.top_low, d.top_high - d.top_effect],
-                     fmt="o", color="C3", label=f"top {result.settings['k']} tuned")
+                     fmt="o", color="C3", label=f"top {result.settings['k']} tuned (95% CI over pairs)")
+    axes[1].set_yticks(d.layer)
     axes[1].axvline(0, color="k", lw=0.5)
     axes[1].set_xlabel("change in KL(negated || affirmed)")
     axes[1].legend(fontsize=7)
