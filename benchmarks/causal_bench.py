@@ -1,10 +1,10 @@
 """Causal checks: edit overhead as x bare forward (paired, interleaved in one process), and the batched
 patching sweep against one patch per forward pass.
 
-    .venv/bin/python benchmarks/causal_bench.py SPEC [REPEATS] [PATCH_LAYERS]
+    .venv/bin/python benchmarks/causal_bench.py SPEC [REPEATS] [PATCH_LAYERS] [BATCHxTOKENS]
 
 Prints a Markdown table for docs/BENCHMARKS.md. The bare forward and every edited forward compute the
-logits of the same 8 x 128 batch; ratios are medians of per-round ratios (rounds interleave the variants).
+logits of the same batch (default 8 x 128); ratios are medians of per-round ratios (rounds interleave the variants).
 """
 import statistics
 import sys
@@ -23,12 +23,13 @@ repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 patch_layers = int(sys.argv[3]) if len(sys.argv) > 3 else 6
 lm = lamina.load(spec)
 L = lm.n_layers // 2
-ids = torch.randint(0, 40000, (8, 128), generator=torch.Generator().manual_seed(0))
+B, T = (int(x) for x in (sys.argv[4] if len(sys.argv) > 4 else "8x128").split("x"))
+ids = torch.randint(0, 40000, (B, T), generator=torch.Generator().manual_seed(0))
 batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 width = lm.capture(batch, [f"mlp_post.{L}"])[f"mlp_post.{L}"].shape[-1]
-ref = Reference(f"mlp_post.{L}", torch.zeros(width), torch.zeros(128, width), torch.ones(128), torch.zeros(0, 128, width), 1)
+ref = Reference(f"mlp_post.{L}", torch.zeros(width), torch.zeros(T, width), torch.ones(T), torch.zeros(0, T, width), 1)
 d = lm.anatomy.d_model
-corrupt = torch.randn(8, 128, d)
+corrupt = torch.randn(B, T, d)
 variants = {
     "zero 10 neurons (mlp_post)": [Edit(f"mlp_post.{L}", "zero", neurons=range(10))],
     "mean 10 neurons, position-matched": [Ablate(f"mlp_post.{L}", neurons=tuple(range(10)), positions=[1, 5], method="mean", reference=ref)],
@@ -65,7 +66,7 @@ for _ in range(repeats):
         t = time.perf_counter()
         f()
         times[k].append(time.perf_counter() - t)
-print(f"### {spec}: edit overhead, batch 8 x 128, edit at layer {L}, {repeats} interleaved rounds, torch threads 2\n")
+print(f"### {spec}: edit overhead, batch {B} x {T}, edit at layer {L}, {repeats} interleaved rounds, torch threads 2\n")
 print("| forward | median ms | x bare (paired median) |")
 print("|---|---:|---:|")
 for k, v in times.items():
