@@ -21,6 +21,9 @@ _LAZY = {  # name -> module that defines it
     "top_examples": "lamina.analyses.top_examples",
     "load_corpus": "lamina.data.corpus",
     "ActivationStore": "lamina.store",
+    "Edit": "lamina.edits",
+    "Ablate": "lamina.analyses.causal",
+    "Steer": "lamina.analyses.causal",
 }
 
 

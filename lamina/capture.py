@@ -8,6 +8,10 @@ One batch flows like this:
 
 Hooks store references, not copies: each hooked tensor is a fresh output of the model. `hidden.I` sites
 come from the model's own `output_hidden_states` and therefore disable early stop.
+
+Edits (lamina/edits.py) ride on the same hooks: a hook first writes the edits of its module (out of place)
+and returns the new tensor to the model, then stores the sites read there, so every captured site
+downstream of an edit sees the edited forward pass, in that one pass.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import torch
 
 from lamina.anatomy import Anatomy
 from lamina.errors import NotCapturedError
+from lamina.edits import BoundEdit
+from lamina.errors import InputError
 from lamina.sites import Site
 
 
@@ -62,27 +68,35 @@ class Capture:
     `detach=False` keeps the autograd graph (activation maximization by gradient ascent).
     Only the hooks it registers are removed on exit, whatever the exit (exception, KeyboardInterrupt,
     a generator closed early); hooks that others added are never touched.
+    `edits` (BoundEdits, see lamina/edits.py) are written by the same hooks before the reads of their module;
+    `batch_shape` lets an edit unflatten modules that run on [batch*tokens, ...] (OPT's MLP).
     """
 
     def __init__(self, model: torch.nn.Module, anatomy: Anatomy, sites: list[Site], stop_early: bool = True,
-                 detach: bool = True):
+                 detach: bool = True, edits: list[BoundEdit] = (), batch_shape: tuple[int, int] | None = None):
         self.model, self.anatomy, self.stop_early, self.detach = model, anatomy, stop_early, detach
         self.sites = [s for s in sites if s.kind != "hidden"]
+        self.edits, self.batch_shape = list(edits), batch_shape
         self.values: dict[str, torch.Tensor] = {}
         self._handles = []
 
     def __enter__(self) -> "Capture":
-        by_module = defaultdict(list)  # (module, "input"|"output") -> sites read there
+        reads = defaultdict(list)   # (module, "input"|"output") -> sites read there
+        writes = defaultdict(list)  # (module, "input"|"output") -> edits written there
         for site in self.sites:
             loc = self.anatomy.locate(site)
-            by_module[(loc.module, loc.on)].append((site, loc.split))
+            reads[(loc.module, loc.on)].append((site, loc.split))
+        for edit in self.edits:
+            loc = self.anatomy.locate(edit.site)
+            writes[(loc.module, loc.on)].append(edit)
         try:
-            for (path, on), group in by_module.items():
+            for path, on in list(writes) + [key for key in reads if key not in writes]:
                 module = self.model.get_submodule(path)
+                group, edits = reads.get((path, on), []), writes.get((path, on), [])
                 if on == "input":
-                    hook = module.register_forward_pre_hook(partial(self._on_input, group), with_kwargs=True)
+                    hook = module.register_forward_pre_hook(partial(self._on_input, group, edits), with_kwargs=True)
                 else:
-                    hook = module.register_forward_hook(partial(self._on_output, group))
+                    hook = module.register_forward_hook(partial(self._on_output, group, edits))
                 self._handles.append(hook)
         except BaseException:
             self.remove()
@@ -97,13 +111,35 @@ class Capture:
         while self._handles:
             self._handles.pop().remove()
 
-    def _on_input(self, group, module, args, kwargs):
-        self._store(group, args[0] if args else kwargs["hidden_states"])
+    def _on_input(self, group, edits, module, args, kwargs):
+        x = args[0] if args else kwargs["hidden_states"]
+        if edits:
+            x = self._write(edits, x)
+            args, kwargs = ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
+        self._store(group, x)
+        return (args, kwargs) if edits else None
 
-    def _on_output(self, group, module, args, output):
-        self._store(group, _first(output))
+    def _on_output(self, group, edits, module, args, output):
+        x = _first(output)
+        if edits:
+            x = self._write(edits, x)
+            output = (x, *output[1:]) if isinstance(output, tuple) else x
+        self._store(group, x)
+        return output if edits else None
+
+    def _write(self, edits, x: torch.Tensor) -> torch.Tensor:
+        flat = x.dim() == 2  # a module that runs on [batch*tokens, width]
+        if flat:
+            if self.batch_shape is None:
+                raise InputError("this model runs the edited module on [batch*tokens, ...]; edit it through lm.run")
+            x = x.unflatten(0, self.batch_shape)
+        for edit in edits:
+            x = edit.apply(x)
+        return x.flatten(0, 1) if flat else x
 
     def _store(self, group, x: torch.Tensor) -> None:
+        if not group:
+            return
         for site, split in group:
             if split:
                 value = self.anatomy.split_heads(split, x)
@@ -126,14 +162,16 @@ def run_capture(
     attention_mask: torch.Tensor,
     sites: list[Site],
     stop_early: bool = True,
+    edits: list[BoundEdit] = (),
 ) -> Activations:
-    """One forward pass over a batch, returning the requested sites (in the order asked)."""
+    """One forward pass over a batch, returning the requested sites (in the order asked), under `edits`."""
     want_hidden = any(s.kind == "hidden" for s in sites)
     want_logits = any(s.kind == "logits" for s in sites)
     # Without logits, the base model skips the unembedding, a large share of a forward pass.
     runner = model if want_logits else model.base_model
     out = None
-    with torch.inference_mode(), Capture(model, anatomy, sites, stop_early and not want_hidden) as cap:
+    with torch.inference_mode(), Capture(model, anatomy, sites, stop_early and not want_hidden, edits=edits,
+                                                 batch_shape=tuple(input_ids.shape)) as cap:
         try:
             out = runner(
                 input_ids=input_ids,

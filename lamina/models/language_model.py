@@ -8,7 +8,7 @@ import torch
 
 from lamina.anatomy import Anatomy
 from lamina.anatomy.check import CHECK_TEXT, check_identities, check_sites
-from lamina.capture import Activations, run_capture
+from lamina.capture import Activations, Capture, run_capture
 from lamina.errors import InputError, SiteError, UnsupportedArchitectureError
 from lamina.sites import Site, parse_neuron, parse_sites
 
@@ -106,13 +106,17 @@ class LanguageModel:
 
     def capture(self, texts, sites, stop_early: bool = True, truncate: bool = False) -> Activations:
         """Activations at `sites` for a list of texts (or a dict with input_ids and optionally attention_mask)."""
-        if isinstance(texts, dict):
-            checked = self.check_ids(texts)
-            batch = self.inputs(checked["input_ids"], checked.get("attention_mask"))
-        else:
-            batch = self.tokenize(texts, truncate=truncate)
+        batch = self.batch(texts, truncate)
         parsed = sites if sites and isinstance(sites[0], Site) else self.sites(sites)
         return run_capture(self.model, self.anatomy, batch["input_ids"], batch["attention_mask"], parsed, stop_early)
+
+    def batch(self, texts, truncate: bool = False) -> dict[str, torch.Tensor]:
+        """Inputs on the model's device from a list of texts, or from a dict of input_ids (checked against the
+        vocabulary) and optionally an attention_mask."""
+        if isinstance(texts, dict):
+            checked = self.check_ids(texts)
+            return self.inputs(checked["input_ids"], checked.get("attention_mask"))
+        return self.tokenize(texts, truncate=truncate)
 
     def check_anatomy(self, text: str = CHECK_TEXT) -> dict[str, float]:
         """Prove the anatomy's residual identities on one short forward pass; AnatomyCheckError if one fails."""
@@ -132,6 +136,23 @@ class LanguageModel:
         if mask is not None and tuple(mask.shape) != tuple(ids.shape):
             raise InputError(f"attention_mask has shape {tuple(mask.shape)}, input_ids {tuple(ids.shape)}")
         return batch
+
+    def edit(self, *edits) -> Capture:
+        """`with lm.edit(e1, e2): lm.model(...)`: the edits hold for every forward pass inside the block."""
+        from lamina.edits import bind_all
+
+        return Capture(self.model, self.anatomy, [], stop_early=False, edits=bind_all(self, edits))
+
+    def run(self, texts, edits=(), sites=("logits",), stop_early: bool = True, truncate: bool = False) -> Activations:
+        """One forward pass under `edits`, capturing `sites` (default: the logits) in the same pass."""
+        from lamina.edits import bind_all, check_positions
+
+        batch = self.batch(texts, truncate)
+        bound = bind_all(self, edits)
+        check_positions(bound, batch["attention_mask"].sum(1).tolist())
+        parsed = sites if sites and isinstance(sites[0], Site) else self.sites(list(sites))
+        return run_capture(self.model, self.anatomy, batch["input_ids"], batch["attention_mask"], parsed, stop_early,
+                           edits=bound)
 
     def __repr__(self) -> str:
         a = self.anatomy

@@ -1,0 +1,275 @@
+"""Ablation and steering as edits, their reference statistics, and next-token metrics with intervals.
+
+    Ablate("mlp_post.13", neurons=[2022], method="mean")   -> a set edit holding the reference mean
+    Steer("resid_post.6", vector, alpha=4.0)                -> an add edit of alpha * vector
+    ablate(lm, [edit, ...], docs)                           -> loss / perplexity clean vs edited, KL, intervals
+
+Metrics count real tokens only: the loss at position t predicts token t+1 and enters when token t+1 is
+counted by the window's count mask (no padding, no token twice); with `skip_first` the prediction made at
+position 0 (from a single token of context) is left out too. Intervals are 95% bootstrap intervals over
+documents (the unit of replication), seeded.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lamina.capture import run_capture
+from lamina.data.windows import batches, corpus_windows
+from lamina.edits import Edit, bind_all
+from lamina.errors import InputError
+from lamina.sites import Site
+
+METHODS = ("zero", "mean", "resample")
+
+
+@dataclass
+class Reference:
+    """Statistics of one site over reference windows: overall and per-position means, and sample rows."""
+
+    site: str
+    mean: torch.Tensor            # [width] over every counted token
+    position_sum: torch.Tensor    # [tokens, width]
+    position_count: torch.Tensor  # [tokens]
+    samples: torch.Tensor         # [rows, tokens, width]: the first full-length windows (for resample)
+    n_tokens: int
+
+    def position_mean(self, tokens: int | None = None) -> torch.Tensor:
+        """[tokens, width]; every position needs at least one reference token."""
+        count = self.position_count[:tokens] if tokens else self.position_count
+        if tokens and len(self.position_count) < tokens or bool((count == 0).any()):
+            raise InputError(f"the reference for {self.site} has no token at some positions; use a longer "
+                             "reference corpus or no --positions")
+        return self.position_sum[:len(count)] / count[:, None]
+
+
+def spread_windows(lm, docs, context: int = 128, max_tokens: int | None = None, from_end: bool = False):
+    """Windows taken in turn from every document (each document's first windows, or its last ones with
+    `from_end`) up to `max_tokens`: a small budget still spans many documents, the bootstrap's units, and an
+    evaluation (from the start) and its reference (from the end) do not share windows."""
+    by_doc: dict[int, list] = {}
+    for w in corpus_windows(lm, docs, context=context):
+        by_doc.setdefault(w.doc, []).append(w)
+    queues = [ws[::-1] if from_end else ws for ws in by_doc.values()]
+    kept, total, depth = [], 0, 0
+    while any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and not (max_tokens and total >= max_tokens):
+                kept.append(q[depth])
+                total += len(q[depth].ids) - q[depth].first_counted
+        depth += 1
+    return kept
+
+
+def reference_stats(lm, site: str, docs, context: int = 128, max_tokens: int | None = 20000, batch_size: int = 8,
+                    skip_first: bool = False, n_samples: int = 32, progress: bool = False) -> Reference:
+    """One streaming pass over `docs`, reading each document's last windows (see `spread_windows`)."""
+    parsed = lm.sites([site])
+    if len(parsed) != 1:
+        raise InputError(f"a reference needs one site with its layer, e.g. {parsed[0].name}")
+    s = parsed[0]
+    windows = spread_windows(lm, docs, context=context, max_tokens=max_tokens, from_end=True)
+    total, n, pos_sum, pos_count, samples = None, 0, None, None, []
+    for batch in tqdm(list(batches(windows, batch_size, lm.tokenizer.pad_token_id or 0, skip_first)),
+                      desc=f"reference {s.name}", disable=not progress, leave=False):
+        x = run_capture(lm.model, lm.anatomy, batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device),
+                        [s])[s.name].flatten(2).double().cpu()              # [b, t, width]
+        count = batch.count
+        if total is None:
+            total = torch.zeros(x.shape[-1], dtype=torch.double)
+            pos_sum = torch.zeros(context, x.shape[-1], dtype=torch.double)
+            pos_count = torch.zeros(context, dtype=torch.double)
+        x = x.nan_to_num() * count[..., None]
+        total += x.sum((0, 1))
+        n += int(count.sum())
+        t = x.shape[1]
+        pos_sum[:t] += x.sum(0)
+        pos_count[:t] += count.sum(0)
+        for b, w in enumerate(batch.windows):
+            if len(w.ids) == context and len(samples) < n_samples:
+                samples.append(x[b].float())
+    if n == 0:
+        raise InputError(f"the reference corpus gives no counted token for {s.name}; mean ablation needs some")
+    empty = torch.zeros(0, context, total.shape[0])
+    return Reference(s.name, (total / n).float(), pos_sum.float(), pos_count.float(),
+                     torch.stack(samples) if samples else empty, n)
+
+
+def reference_from_store(folder, site: str) -> Reference:
+    """Mean statistics of `site` from an activation store (lamina/store), instead of a fresh pass."""
+    from lamina.store import ActivationStore
+
+    store = ActivationStore(folder)
+    x = store.read(site).double()                                        # [rows, width]
+    if x.shape[0] == 0:
+        raise InputError(f"the store {folder} holds no rows for {site}; mean ablation needs some")
+    settings = store.manifest["settings"]
+    context, stride = int(settings.get("context", 128)), settings.get("stride") or settings.get("context", 128)
+    pos = torch.tensor(store.tokens()["position"].to_numpy(), dtype=torch.long)
+    width = x.shape[1]
+    pos_sum, pos_count = torch.zeros(context, width, dtype=torch.double), torch.zeros(context, dtype=torch.double)
+    if int(stride) == context and not settings.get("pack"):
+        within = pos % context                                              # position inside its window
+        pos_sum.index_add_(0, within, x)
+        pos_count.index_add_(0, within, torch.ones_like(within, dtype=torch.double))
+    return Reference(site, x.mean(0).float(), pos_sum.float(), pos_count.float(), torch.zeros(0, context, width),
+                     int(x.shape[0]))
+
+
+@dataclass(frozen=True, eq=False)
+class Ablate:
+    """Ablate neurons (or q/k/v heads) of one site: zero, mean (of `reference`) or resample (from it).
+
+    With positions given, the mean is position-matched (the reference mean at each position). `reference`
+    defaults to 20,000 tokens of the built-in corpus, computed when the edit is bound to a model."""
+
+    site: str
+    neurons: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+    positions: object = None
+    method: str = "zero"
+    reference: Reference | None = None
+    seed: int = 0
+
+    def to_edit(self, lm) -> Edit:
+        if self.method not in METHODS:
+            raise InputError(f"unknown ablation method '{self.method}'; choose one of {', '.join(METHODS)}")
+        kw = dict(neurons=self.neurons, heads=self.heads, positions=self.positions)
+        if self.method == "zero":
+            return Edit(self.site, "zero", **kw)
+        ref = self.reference
+        if ref is None:
+            from lamina.data.corpus import load_corpus
+
+            ref = reference_stats(lm, self.site, load_corpus())
+        cols = _columns(lm, self.neurons, self.heads)
+        if self.method == "mean":
+            matched = self.positions not in (None, "all")
+            value = ref.position_mean() if matched else ref.mean
+            return Edit(self.site, "set", value=value[..., cols] if cols is not None else value, **kw)
+        if len(ref.samples) == 0:
+            raise InputError(f"the reference for {self.site} has no full-length window to resample from")
+        gen = torch.Generator().manual_seed(self.seed)
+        rows = ref.samples if cols is None else ref.samples[..., cols]
+
+        def draw(batch: int, tokens: int) -> torch.Tensor:  # other reference texts, one per batch row
+            return rows[torch.randint(len(rows), (batch,), generator=gen)][:, :tokens]
+
+        return Edit(self.site, "set", value=draw, **kw)
+
+
+def _columns(lm, neurons, heads):
+    if heads is not None:
+        d = lm.anatomy.d_head
+        return [h * d + i for h in heads for i in range(d)]
+    return None if neurons is None else list(neurons)
+
+
+@dataclass(frozen=True, eq=False)
+class Steer:
+    """Add alpha * vector at a site (every position unless `positions` says otherwise)."""
+
+    site: str
+    vector: object
+    alpha: float = 1.0
+    positions: object = None
+
+    def to_edit(self, lm) -> Edit:
+        v = torch.as_tensor(np.asarray(self.vector), dtype=torch.float32).flatten()
+        return Edit(self.site, "add", value=self.alpha * v, positions=self.positions)
+
+
+# --------------------------------------------------------------------------- metrics
+def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, count: torch.Tensor, skip_first: bool):
+    """(log-probs [b, t-1, vocab], next-token loss [b, t-1], counted mask [b, t-1]) of one batch."""
+    logp = torch.log_softmax(logits[:, :-1].float().nan_to_num(), -1)
+    nll = -logp.gather(-1, input_ids[:, 1:, None].to(logp.device))[..., 0]
+    counted = count[:, 1:].clone().to(logp.device)
+    if skip_first:
+        counted[:, 0] = False
+    return logp, nll, counted
+
+
+def final_logits(lm, batch: dict, edits=()) -> torch.Tensor:
+    """Next-token logits after each text's last real token [texts, vocab], under bound `edits`.
+
+    Reads the final norm's output (early stop there) and applies the unembedding to the last tokens only."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    h = run_capture(lm.model, lm.anatomy, ids, mask, [Site("final_norm")], edits=edits)["final_norm"]
+    h = h[torch.arange(len(ids)), mask.sum(1) - 1]                          # [texts, d_model]
+    with torch.inference_mode():
+        return lm.model.get_submodule(lm.anatomy.family.unembed)(h)
+
+
+def kl(logp_p: torch.Tensor, logp_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the last dim, from log-probabilities."""
+    return (logp_p.exp() * (logp_p - logp_q)).sum(-1)
+
+
+def bootstrap_ratio(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float, float]:
+    """sum(sums) / sum(counts) and its percentile bootstrap interval over units (rows), seeded."""
+    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
+    value = sums.sum() / counts.sum()
+    if len(sums) < 2:
+        return float(value), float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(sums), (n_boot, len(sums)))
+    boots = sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1e-12)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return float(value), float(lo), float(hi)
+
+
+@dataclass
+class AblationResult:
+    settings: dict
+    per_doc: "object"            # DataFrame: doc, n_tokens, loss_clean, loss_edited, kl (sums)
+    summary: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {**self.settings, **self.summary}
+
+
+def edit_metrics(lm, edits, docs, context: int = 128, max_tokens: int | None = 20000, batch_size: int = 8,
+                 skip_first: bool = False, seed: int = 0, n_boot: int = 1000, progress: bool = False,
+                 settings: dict | None = None) -> AblationResult:
+    """Next-token loss, perplexity and KL(clean || edited) on `docs`, clean against edited, per document."""
+    import pandas as pd
+
+    bound = bind_all(lm, edits)
+    windows = spread_windows(lm, docs, context=context, max_tokens=max_tokens)
+    logits_site = [Site("logits")]
+    sums: dict[int, np.ndarray] = {}
+    for batch in tqdm(list(batches(windows, batch_size, lm.tokenizer.pad_token_id or 0, skip_first)),
+                      desc="ablate", disable=not progress, leave=False):
+        ids, mask = batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device)
+        clean = run_capture(lm.model, lm.anatomy, ids, mask, logits_site)["logits"]
+        edited = run_capture(lm.model, lm.anatomy, ids, mask, logits_site, edits=bound)["logits"]
+        lp_c, nll_c, counted = token_losses(clean, ids, batch.count, skip_first)
+        lp_e, nll_e, _ = token_losses(edited, ids, batch.count, skip_first)
+        div = kl(lp_c, lp_e)
+        for b, w in enumerate(batch.windows):
+            c = counted[b]
+            row = np.array([float(c.sum()), float(nll_c[b][c].sum()), float(nll_e[b][c].sum()), float(div[b][c].sum())])
+            sums[w.doc] = sums.get(w.doc, 0) + row
+    per_doc = pd.DataFrame([[d, *v] for d, v in sorted(sums.items())],
+                           columns=["doc", "n_tokens", "loss_clean", "loss_edited", "kl"])
+    if per_doc.n_tokens.sum() == 0:
+        raise InputError("no counted token to score: give a longer corpus or more --max-tokens")
+    n = per_doc.n_tokens.to_numpy()
+    base = bootstrap_ratio(per_doc.loss_clean, n, n_boot, seed)
+    abl = bootstrap_ratio(per_doc.loss_edited, n, n_boot, seed)
+    delta = bootstrap_ratio(per_doc.loss_edited - per_doc.loss_clean, n, n_boot, seed)
+    div = bootstrap_ratio(per_doc.kl, n, n_boot, seed)
+    summary = {
+        "n_tokens": int(n.sum()), "n_docs": len(per_doc),
+        "baseline": {"loss": base[0], "perplexity": math.exp(base[0])},
+        "ablated": {"loss": abl[0], "perplexity": math.exp(abl[0])},
+        "delta_loss": {"value": delta[0], "low": delta[1], "high": delta[2]},
+        "kl": {"value": div[0], "low": div[1], "high": div[2]},
+        "interval": f"95% bootstrap over documents, {n_boot} resamples, seed {seed}",
+    }
+    return AblationResult(dict(settings or {}), per_doc, summary)
