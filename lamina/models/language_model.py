@@ -128,7 +128,7 @@ class LanguageModel:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.numel() == 0:
             raise InputError("input_ids must be a non-empty integer tensor [batch, tokens]")
         vocab = self.model.get_input_embeddings().num_embeddings
-        low, high = int(ids.min()), int(ids.max())
+        low, high = (0, 0) if ids.is_meta else (int(ids.min()), int(ids.max()))  # a meta tensor has no values
         if low < 0 or high >= vocab:
             raise InputError(f"token id {low if low < 0 else high} is outside the vocabulary of {self.spec} "
                              f"(0..{vocab - 1})")
