@@ -182,8 +182,7 @@ import lamina
 t1 = time.perf_counter()
 lm = lamina.load()
 t2 = time.perf_counter()
-from lamina.anatomy.check import check_anatomy
-check_anatomy(lm)  # again, alone: what the anatomy check on load costs
+lm.check_anatomy()  # again, alone: what the anatomy check on load costs
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "check_s": t3 - t2, "source": lm.info.get("source")}))
 """

@@ -208,6 +208,10 @@ NOTES = [
     "- Profile peers use lamina's windowing (identical batches) and one shared hand-written statistics class; their "
     "median |x| comes from 8,192 random values per batch, lamina's from its capped uniform sample, so medians agree "
     "to about 1e-2 and the other statistics to float rounding (kurtosis from raw moments: about 1e-2 relative).",
+    "- GPU: `benchmarks/gpu_main_job.py` runs the main job (verify, a `resid_post` profile, a two-site extract) "
+    "on a CUDA device and checks it against the same job on the CPU (relative 1e-3), printing both times. It has "
+    "**not run on a GPU yet** (none was available); on a machine without CUDA it prints a skip line and exits 0. "
+    "The device test (`tests/test_device.py`) proves every forward pass gets its inputs on the model's device.",
 ]
 
 

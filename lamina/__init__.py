@@ -8,8 +8,7 @@ from importlib import import_module
 from lamina.analyses.verify import verify
 from lamina.errors import LaminaError
 from lamina.models import DEFAULT_MODEL, LanguageModel, load
-
-__version__ = "0.1.0"
+from lamina.version import __version__
 
 _LAZY = {  # name -> module that defines it
     "profile": "lamina.analyses.profile",

@@ -107,6 +107,8 @@ class Capture:
                 value = scale if site.kind == "final_norm.scale" else normalized
             else:
                 value = x
+            if site.kind in self.anatomy.family.written_in_place:  # the model writes into it after this hook
+                value = value.clone()
             self.values[site.name] = value.detach() if self.detach else value  # keep the graph for gradients
         if self.stop_early and len(self.values) == len(self.sites):
             raise StopForward(self)

@@ -21,12 +21,6 @@ STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32
 SHARD_BYTES = 128 * 2**20  # target shard size: bounds memory while a shard is built
 
 
-def site_widths(lm, sites) -> dict[str, int]:
-    """Values per token of each site, measured on a one-token forward pass (q/k/v: heads x d_head)."""
-    acts = lm.capture({"input_ids": torch.tensor([[lm.tokenizer.eos_token_id or 0]])}, sites)
-    return {name: int(value[0, 0].numel()) for name, value in acts.items()}
-
-
 def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128, stride: int | None = None,
             batch_size: int = 8, dtype: str = "float16", resume: bool = False, skip_first: bool = False,
             pack: bool = False, max_tokens: int | None = None, worker: int = 0, workers: int = 1,
@@ -40,7 +34,7 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
     if any(s.kind == "hidden" for s in parsed):
         raise InputError("extract stores hook sites; hidden.I equals a named site (see `lamina verify`)")
     windows = corpus_windows(lm, docs, context, stride, pack, max_tokens)
-    widths = site_widths(lm, parsed)
+    widths = lm.site_widths(parsed)
     row_bytes = sum(widths.values()) * STORAGE_DTYPES[dtype].itemsize
     per_shard = windows_per_shard or max(batch_size, (SHARD_BYTES // max(row_bytes * context, 1)) // batch_size * batch_size)
     n_shards = -(-len(windows) // per_shard)
@@ -74,7 +68,7 @@ def extract(lm, docs: list[Document], sites, out: str | Path, context: int = 128
         tensors["row_id"] = torch.empty(capacity, dtype=torch.long)
         n = 0
         for batch in batches(chunk, batch_size, pad, skip_first):
-            acts = lm.capture({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}, parsed)
+            acts = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), parsed)
             rows = int(batch.count.sum())
             for s in parsed:
                 tensors[s.name][n:n + rows] = acts[s.name][batch.count].flatten(1)

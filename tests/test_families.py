@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import lamina
+from lamina.analyses.projections import norm_weight
 from lamina.anatomy import anatomy_for
-from lamina.anatomy.check import check_anatomy
 from lamina.errors import UnsupportedArchitectureError
 from lamina.models.language_model import LanguageModel
 from lamina.models.random_models import load_random
@@ -67,6 +67,7 @@ class Ref:
     qkv: Callable              # attention input -> (q, k, v), each [T, heads, d_head]
     mlp_norm: Callable | None  # resid_mid -> MLP input; None: parallel block, the MLP reads attn_norm(x)
     mlp: Callable              # MLP input -> (mlp_pre, mlp_post, mlp_out)
+    parallel_mlp_norm: Callable | None = None  # parallel block whose MLP has its own norm of x (Falcon-40B)
 
 
 def _llama_like(b, d):
@@ -140,6 +141,27 @@ def _gpt_bigcode(b, d):
     return Ref(b.ln_1, qkv, b.ln_2, _plain_mlp(b.mlp.c_fc, b.mlp.act, b.mlp.c_proj))
 
 
+def _falcon(b, d):
+    attn, config = b.self_attention, b.config
+
+    def qkv(x):  # FalconAttention._split_heads, keeping k/v at their own head count
+        fused, h = attn.query_key_value(x), attn.num_heads
+        if attn.new_decoder_architecture:        # per k/v group [q (h / kv heads) | k | v]
+            g = fused.view(*x.shape[:-1], -1, h // attn.num_kv_heads + 2, d)
+            return g[..., :-2, :].flatten(-3, -2), g[..., -2, :], g[..., -1, :]
+        if not attn.multi_query:                 # per head [q_h | k_h | v_h]
+            f = fused.view(*x.shape[:-1], h, 3, d)
+            return f[..., 0, :], f[..., 1, :], f[..., 2, :]
+        f = fused.view(*x.shape[:-1], h + 2, d)  # [q (h heads) | k (1) | v (1)]
+        return f[..., :-2, :], f[..., [-2], :], f[..., [-1], :]
+    mlp = _plain_mlp(b.mlp.dense_h_to_4h, b.mlp.act, b.mlp.dense_4h_to_h)
+    if config.new_decoder_architecture and config.num_ln_in_parallel_attn == 2:  # ln_attn and ln_mlp
+        return Ref(b.ln_attn, qkv, None, mlp, parallel_mlp_norm=b.ln_mlp)
+    if config.parallel_attn:                     # one norm read by both branches
+        return Ref(b.input_layernorm, qkv, None, mlp)
+    return Ref(b.input_layernorm, qkv, b.post_attention_layernorm, mlp)  # sequential (Falcon-RW)
+
+
 # model type -> (reference, (heads, kv heads, d_head) of its random model, family expected)
 NEW_TYPES = {
     "gptj": (_gptj, (4, 4, 32), "gptj"),
@@ -161,8 +183,10 @@ NEW_TYPES = {
     "helium": (_llama_like, (4, 2, 32), "llama"),
     "ernie4_5": (_llama_like, (4, 2, 32), "llama"),
     "seed_oss": (_llama_like, (4, 2, 32), "llama"),
+    "falcon": (_falcon, (4, 1, 32), "falcon"),
+    "olmo": (_llama_like, (4, 4, 32), "olmo"),
 }
-PARALLEL = {"gptj", "codegen", "phi"}
+PARALLEL = {"gptj", "codegen", "phi", "falcon"}
 
 
 def _assert_close(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
@@ -191,8 +215,9 @@ def _prove_by_hand(lm, reference, shape) -> None:
             for kind, want, n in zip("qkv", ref.qkv(attn_in), (heads, kv_heads, kv_heads)):
                 assert tuple(acts[f"{kind}.{L}"].shape[-2:]) == (n, d_head), f"{kind}.{L} heads x d_head"
                 _assert_close(acts[f"{kind}.{L}"], want, f"{kind}.{L}")
-            if ref.mlp_norm is None:                        # parallel: both branches read the same norm
-                base, mlp_in = x + acts[f"attn_out.{L}"], attn_in
+            if ref.mlp_norm is None:                        # parallel: both branches read the block input
+                base = x + acts[f"attn_out.{L}"]
+                mlp_in = ref.parallel_mlp_norm(x) if ref.parallel_mlp_norm else attn_in
             else:
                 base = acts[f"resid_mid.{L}"]
                 mlp_in = ref.mlp_norm(base)
@@ -211,7 +236,7 @@ def test_family(models, model_type):
     assert lm.anatomy.family.name == family
     assert lm.anatomy.parallel == (model_type in PARALLEL)
     assert (lm.anatomy.n_heads, lm.anatomy.n_kv_heads, lm.anatomy.d_head) == shape
-    check_anatomy(lm)                            # again, with every norm weight and bias redrawn
+    lm.check_anatomy()                            # again, with every norm weight and bias redrawn
     report = lamina.verify(lm)
     assert report["ok"], report
     N = lm.n_layers
@@ -223,6 +248,10 @@ def test_family(models, model_type):
 @pytest.mark.parametrize("model_type, overrides, parallel, kv_heads", [
     ("stablelm", {"use_parallel_residual": True}, True, 2),   # parallel attention and MLP
     ("gpt_bigcode", {"multi_query": False}, False, 4),        # per-head interleaved c_attn
+    ("falcon", {"new_decoder_architecture": True, "num_kv_heads": 2}, True, 2),  # 40B/180B: ln_attn, ln_mlp
+    ("falcon", {"new_decoder_architecture": True, "num_kv_heads": 2, "num_ln_in_parallel_attn": 1}, True, 2),
+    ("falcon", {"parallel_attn": False, "multi_query": False, "alibi": True}, False, 4),  # Falcon-RW
+    ("olmo", {"clip_qkv": 0.05}, False, 4),                   # OLMo 1.7: q/k/v clamped in place
 ])
 def test_config_variants(model_type, overrides, parallel, kv_heads):
     """Config flags that change the block: the same table must follow them."""
@@ -231,7 +260,7 @@ def test_config_variants(model_type, overrides, parallel, kv_heads):
     lm = LanguageModel(model.eval(), tokenizer, anatomy_for(model), f"random:{model_type}")
     assert lm.anatomy.parallel == parallel and lm.anatomy.n_kv_heads == kv_heads
     assert ("resid_mid" in lm.anatomy.kinds) != parallel
-    check_anatomy(lm)
+    lm.check_anatomy()
     assert lamina.verify(lm)["ok"]
     reference, (heads, _, d_head), _ = NEW_TYPES[model_type]
     _prove_by_hand(lm, reference, (heads, kv_heads, d_head))
@@ -259,3 +288,35 @@ def test_unsupported_architecture_names_the_supported_ones(spec):
     for model_type in ("gpt2", "llama", "gpt_neox", "phi3", *NEW_TYPES):
         assert model_type in message, f"{model_type} missing from: {message}"
     assert "docs/SITES.md" in message
+
+
+def test_olmo_final_norm_eps_is_the_hard_coded_one(models):
+    """OlmoLayerNorm stores no eps: final_norm.scale must use the 1e-5 its forward passes to F.layer_norm.
+
+    At a variance of about 1e-6 the eps dominates the divisor, so any other eps fails by far more than RTOL.
+    """
+    lm = models("olmo")
+    assert lm.anatomy.norm_eps == 1e-5
+    x = torch.randn(3, 7, lm.anatomy.d_model, generator=torch.Generator().manual_seed(0)) * 1e-3
+    scale, normalized = lm.anatomy.final_norm_parts(x)
+    with torch.inference_mode():
+        want = lm.model.get_submodule(lm.anatomy.family.final_norm)(x)  # no weight, no bias
+    _assert_close(normalized, want, "final_norm.normalized")
+    _assert_close(scale.squeeze(-1), torch.sqrt(x.var(-1, unbiased=False) + 1e-5), "final_norm.scale")
+    _assert_close(norm_weight(lm), torch.ones(lm.anatomy.d_model), "the final norm's gain")  # no weight: 1
+
+
+@pytest.mark.parametrize("model_type, overrides, site", [
+    ("falcon", {}, "mlp_out.1"),                   # mlp_output += attention_output after the MLP returns
+    ("olmo", {"clip_qkv": 0.05}, "q.1"),            # query_states.clamp_(...) after q_proj returns
+])
+def test_sites_written_in_place_are_the_same_with_or_without_early_stop(model_type, overrides, site):
+    """A tensor the model modifies after the hook must be captured as it was at the hook, whether or not
+    the forward pass goes on past it (early stop ends it at the hook; a later site lets it run on)."""
+    model, tokenizer = load_random(model_type, **overrides)
+    lm = LanguageModel(model.eval(), tokenizer, anatomy_for(model), f"random:{model_type}")
+    alone = lm.capture([TEXT], [site], stop_early=True)[site]            # the pass ends at the hook
+    with_later = lm.capture([TEXT], [site, "resid_post.3"], stop_early=True)[site]  # it runs on
+    if model_type == "olmo":  # the clamp would change this tensor: some values lie beyond the clip
+        assert float(alone.abs().max()) > 0.05
+    torch.testing.assert_close(with_later, alone, rtol=0, atol=0)

@@ -15,8 +15,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from lamina.analyses.projections import (
-    category_projection, cos_moments, embedding, input_vectors, norm_gain, norm_weight, output_vectors, project,
-    qkv_vectors, unembedding,
+    category_projection, cos_moments, input_vectors, norm_gain, norm_weight, output_vectors, project, qkv_vectors,
 )
 from lamina.errors import SiteError
 
@@ -157,7 +156,7 @@ def test_planted_input_rows_are_driven_by_cat(models, model_type):
 def test_cos_moments_match_scipy(llama):
     L = 3
     w = output_vectors(llama, L).double().numpy()
-    u = unembedding(llama).double().numpy()
+    u = llama.unembedding_matrix().double().numpy()
     cos = (w / np.linalg.norm(w, axis=1, keepdims=True)) @ (u / np.linalg.norm(u, axis=1, keepdims=True)).T
     got = cos_moments(llama, L, chunk=100)                                      # several chunks
     assert len(got) == 512 and (got["layer"] == L).all() and list(got["neuron"]) == list(range(512))
@@ -174,7 +173,7 @@ def test_cos_moments_match_scipy(llama):
 def test_planted_prediction_and_suppression_neurons_stand_out(gpt2):
     """A neuron writing along one token's unembedding: an outlier cosine of +1 (or -1) in the vocabulary."""
     L = 3
-    w_u = unembedding(gpt2)
+    w_u = gpt2.unembedding_matrix()
     with planted(_down(gpt2, L)) as weight:
         weight[7], weight[8] = w_u[CAT], -w_u[CAT]                               # Conv1D rows = neurons
         m = cos_moments(gpt2, L, neurons=range(64)).set_index("neuron")
@@ -187,7 +186,7 @@ def test_category_projection_finds_a_planted_neuron(llama):
     L, i = 2, 123
     words = ["cat", "dog", "horse", "Zanzibarian"]                                # the last splits in GPT-2 BPE
     ids = [llama.tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in words]
-    w_u = unembedding(llama)
+    w_u = llama.unembedding_matrix()
     with planted(_down(llama, L)) as weight:
         weight[:, i] = 3 * torch.nn.functional.normalize(w_u[ids].sum(0), dim=0)
         with pytest.warns(UserWarning, match="Zanzibarian"):
@@ -221,4 +220,4 @@ def test_project_cli(llama):
 
 
 def test_embedding_and_unembedding_shapes(gpt2):
-    assert embedding(gpt2).shape == unembedding(gpt2).shape == (50257, 768)
+    assert gpt2.embedding_matrix().shape == gpt2.unembedding_matrix().shape == (50257, 768)

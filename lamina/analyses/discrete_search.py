@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lamina.analyses.maximize import (OptimizationDiverged, Target, allowed_ids, embedding_matrix, prefix_ids,
-                                      prompt_ce, run_target)
+from lamina.analyses.neuron_target import OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce, run_target
 from lamina.errors import InputError
 
 
@@ -33,7 +32,7 @@ def search_one(lm, target: Target, init_ids: list[int], lam: float, steps: int =
                batch: int = 32, seed: int = 0, progress: bool = True) -> dict:
     """One lambda: greedy coordinate search from `init_ids`; returns the final prompt and its numbers."""
     t0 = time.perf_counter()
-    E, ok = embedding_matrix(lm).to(lm.device), allowed_ids(lm).to(lm.device)
+    E, ok = lm.embedding_matrix().to(lm.device), allowed_ids(lm).to(lm.device)
     banned = torch.ones(E.shape[0], dtype=torch.bool, device=lm.device)
     banned[ok] = False
     prefix = torch.tensor(prefix_ids(lm), dtype=torch.long, device=lm.device)

@@ -24,116 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lamina.capture import Capture, StopForward
-from lamina.errors import InputError, LaminaError, SiteError
-from lamina.sites import MODEL_SITES, Site
-
-
-class OptimizationDiverged(LaminaError):
-    """The activation or its gradient stopped being finite during optimisation."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to maximise: neuron `index` of a site, or a unit `direction` in it, at one position or the mean."""
-
-    site: Site
-    index: int | None = None
-    direction: torch.Tensor | None = None   # [width], unit norm
-    position: str = "last"                  # "last" | "mean" (over the optimised positions)
-
-    @property
-    def name(self) -> str:
-        return f"{self.site.name}:{self.index}" if self.index is not None else f"{self.site.name}:direction"
-
-    def read(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Site value x [b, t, ...] -> activation [b]; positions before `start` are the fixed prefix."""
-        x = x.flatten(2).float()                                             # [b, t, width]
-        a = x[..., self.index] if self.direction is None else x @ self.direction.to(x.device)  # [b, t]
-        return a[:, -1] if self.position == "last" else a[:, start:].mean(1)
-
-
-def site_width(lm, site: Site) -> int:
-    """Number of values per token at `site` (heads x d_head for q/k/v), measured on one token."""
-    token = int(allowed_ids(lm)[0])
-    x = lm.capture({"input_ids": torch.tensor([[token]], device=lm.device)}, [site])[site.name]
-    return x[0, 0].numel()
-
-
-def resolve_target(lm, neuron: str | None = None, site: str | None = None, direction=None,
-                   position: str = "last") -> Target:
-    """Check a neuron `SITE:INDEX` (or a site and a direction) against the model; errors say what can be."""
-    if position not in ("last", "mean"):
-        raise InputError(f"--position must be last or mean, not {position!r}")
-    if (neuron is None) == (direction is None):
-        raise InputError("give either a neuron (SITE:INDEX) or a site and a direction, not both or neither")
-    if neuron is not None:
-        parsed, index = lm.neuron(neuron)
-    else:
-        sites = lm.sites([site]) if site else []
-        if len(sites) != 1:
-            raise SiteError(f"a direction needs one site with a layer, e.g. resid_post.3; got {site!r}")
-        parsed, index = sites[0], None
-    if parsed.kind not in lm.anatomy.kinds:
-        raise SiteError(f"cannot maximize {parsed.name}: only sites inside a block can be maximized "
-                        f"({', '.join(lm.anatomy.kinds)}); the model-wide sites "
-                        f"({', '.join(MODEL_SITES)}) and hidden.I are not")
-    width = site_width(lm, parsed)
-    if index is not None and not 0 <= index < width:
-        raise SiteError(f"{parsed.name}:{index}: neuron index out of range; {parsed.name} has neurons 0-{width - 1}")
-    if direction is not None:
-        direction = torch.as_tensor(np.asarray(direction), dtype=torch.float32).flatten()
-        if direction.numel() != width or not bool(torch.isfinite(direction).all()) or float(direction.norm()) == 0:
-            raise InputError(f"the direction must be {width} finite numbers, not all zero "
-                             f"(the width of {parsed.name}); got {direction.numel()}")
-        direction = direction / direction.norm()
-    return Target(parsed, index, direction, position)
-
-
-def embedding_matrix(lm) -> torch.Tensor:
-    """W_E [vocab, d_model], the rows the tokenizer can produce, detached float32."""
-    weight = lm.model.get_input_embeddings().weight
-    return weight.detach().float()[: min(len(lm.tokenizer), weight.shape[0])]
-
-
-def allowed_ids(lm) -> torch.Tensor:
-    """Token ids that optimisation and decoding may use: every token but the special ones."""
-    vocab = embedding_matrix(lm).shape[0]
-    keep = torch.ones(vocab, dtype=torch.bool)
-    special = [i for i in lm.tokenizer.all_special_ids if i is not None and i < vocab]
-    keep[special] = False
-    return keep.nonzero()[:, 0]
-
-
-def prefix_ids(lm) -> list[int]:
-    """What the tokenizer puts before any text (e.g. BOS); empty for tokenizers that add nothing."""
-    return list(lm.tokenizer("", add_special_tokens=True)["input_ids"])
-
-
-def run_target(lm, target: Target, start: int, need_logits: bool = False, **inputs):
-    """(activation [b], logits [b, t, vocab] or None) for input_ids or inputs_embeds [b, t, d].
-
-    Grad mode is the caller's. Without logits the pass stops after the target's site (StopForward).
-    """
-    runner = lm.model if need_logits else lm.model.base_model
-    out = None
-    with Capture(lm.model, lm.anatomy, [target.site], stop_early=not need_logits, detach=False) as cap:
-        try:
-            out = runner(**inputs, use_cache=False)
-        except StopForward as stop:
-            if stop.owner is not cap:
-                raise
-    return target.read(cap.values[target.site.name], start), (out.logits if need_logits else None)
-
-
-def prompt_ce(logits: torch.Tensor, ids: torch.Tensor, start: int) -> torch.Tensor:
-    """Mean cross-entropy (nats/token) of the prompt's own tokens from position max(start, 1) on: [b].
-
-    logits [b, t, vocab], ids [b, t]; the first token has no prediction when there is no prefix.
-    """
-    first = max(start, 1)
-    logp = logits[:, first - 1:-1].float().log_softmax(-1)                   # [b, t - first, vocab]
-    return -logp.gather(-1, ids[:, first:, None])[..., 0].mean(1)           # [b]
+from lamina.analyses.discrete_search import discrete_search
+from lamina.analyses.neuron_target import (OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce,
+                                           resolve_target, run_target)
+from lamina.errors import InputError
 
 
 def rescore(lm, target: Target, ids: list[int]) -> dict:
@@ -148,7 +42,7 @@ def rescore(lm, target: Target, ids: list[int]) -> dict:
 
 def decode(lm, vectors: torch.Tensor, k: int = 5) -> list[list[dict]]:
     """Per vector [n, d], its k nearest tokens by cosine with the embedding matrix (special tokens excluded)."""
-    E, ok = embedding_matrix(lm).to(vectors.device), allowed_ids(lm).to(vectors.device)
+    E, ok = lm.embedding_matrix().to(vectors.device), allowed_ids(lm).to(vectors.device)
     cos = F.normalize(vectors.detach().float(), dim=-1) @ F.normalize(E[ok], dim=-1).T   # [n, allowed]
     values, idx = cos.topk(k, dim=-1)
     return [[{"id": int(ok[j]), "token": lm.tokenizer.decode([int(ok[j])]), "cosine": float(c)}
@@ -164,7 +58,7 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
            seed: int = 0, projected: bool = False, top_k: int = 5, progress: bool = True) -> dict:
     """One gradient-ascent run (one seed). `lr` is in units of the embedding matrix's per-coordinate std."""
     t0 = time.perf_counter()
-    E, ok = embedding_matrix(lm).to(lm.device), allowed_ids(lm).to(lm.device)
+    E, ok = lm.embedding_matrix().to(lm.device), allowed_ids(lm).to(lm.device)
     unit_ok, r = F.normalize(E[ok], dim=-1), E.norm(dim=-1).mean()
     prefix = prefix_ids(lm)
     pre = E[prefix]                                                          # [p, d]
@@ -299,8 +193,6 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
                     seeds=seed_list, projected=projected, top_k=top_k, prefix=prefix_ids(lm))
     result = MaximizeResult(lm.spec, target.name, settings, runs, repro)
     if fluency_lambdas:
-        from lamina.analyses.discrete_search import discrete_search
-
         settings.update(fluency_lambdas=list(fluency_lambdas), search_steps=search_steps,
                         search_top_k=search_top_k, search_batch=search_batch)
         result.fluency = discrete_search(lm, target, result.best["ids"], fluency_lambdas, search_steps,

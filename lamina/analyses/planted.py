@@ -11,15 +11,7 @@ from __future__ import annotations
 import torch
 
 from lamina.errors import InputError, UnsupportedArchitectureError
-
-
-def _rows(module: torch.nn.Module) -> torch.Tensor:
-    """A projection's weight as a view [out, in] (nn.Linear) or its transpose view (GPT-2 Conv1D)."""
-    if isinstance(module, torch.nn.Linear):
-        return module.weight.data
-    if type(module).__name__ == "Conv1D":
-        return module.weight.data.T
-    raise UnsupportedArchitectureError(f"cannot read the weight layout of {type(module).__name__}")
+from lamina.models.language_model import check_neuron_index, projection_weight
 
 
 def plant_neuron(lm, layer: int, neuron: int, token_ids, scale: float = 8.0, silent: bool = True) -> torch.Tensor:
@@ -35,27 +27,24 @@ def plant_neuron(lm, layer: int, neuron: int, token_ids, scale: float = 8.0, sil
         raise InputError("plant_neuron needs at least one token id")
     if not family.mlp_in:
         raise UnsupportedArchitectureError(f"family '{family.name}' names no MLP input projections")
+    (site,) = lm.sites([f"mlp_post.{layer}"])
+    check_neuron_index(site, neuron, lm.site_widths([site])[site.name])
     with torch.no_grad():
-        emb = lm.model.get_input_embeddings().weight
-        direction = emb[ids].float().sum(0)
+        direction = lm.embedding_matrix()[ids].sum(0)
         vector = scale * lm.anatomy.d_model ** 0.5 * direction / direction.norm()
         for role, path in family.mlp_in.items():
-            w = _rows(lm.model.get_submodule(f"{block}.{path}"))
+            w = projection_weight(lm.model.get_submodule(f"{block}.{path}"))
             if role == "gate_up":  # fused [gate | up]
                 half = w.shape[0] // 2
-                if not 0 <= neuron < half:
-                    raise InputError(f"neuron {neuron} out of range 0-{half - 1}")
                 w[neuron] = vector.to(w.dtype)
                 w[half + neuron] = vector.to(w.dtype)
             else:
-                if not 0 <= neuron < w.shape[0]:
-                    raise InputError(f"neuron {neuron} out of range 0-{w.shape[0] - 1}")
                 w[neuron] = vector.to(w.dtype)
         for path in family.mlp_in.values():  # a bias would shift the threshold: zero it
             bias = getattr(lm.model.get_submodule(f"{block}.{path}"), "bias", None)
             if bias is not None and bias.ndim == 1 and bias.shape[0] > neuron:
                 bias[neuron] = 0.0
         if silent:
-            down = _rows(lm.model.get_submodule(f"{block}.{family.mlp_down}"))  # [d_model, n_neurons]
+            down = projection_weight(lm.model.get_submodule(f"{block}.{family.mlp_down}"))  # [d_model, n_neurons]
             down[:, neuron] = 0.0
     return vector

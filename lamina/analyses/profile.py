@@ -66,11 +66,11 @@ def profile(lm, docs: list[Document], kind: str = "resid_post", method: str = "h
     n_batches = -(-len(windows) // batch_size)
     for batch in tqdm(batches(windows, batch_size, lm.tokenizer.pad_token_id, skip_first), total=n_batches,
                       desc=f"profile {kind}", unit="batch", disable=not progress):
-        acts = lm.capture({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}, sites)
+        acts = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), sites)
         everything = bool(batch.count.all())  # full windows: flat views, no copies
         rows = batch.row_ids.flatten() if everything else batch.row_ids[batch.count]
         for stat, site in zip(stats, sites):
-            x = acts[site]
+            x = acts[site].cpu()  # the statistics run on the CPU, beside the row ids (no copy when already there)
             stat.update(x.flatten(0, 1).flatten(1) if everything else x[batch.count].flatten(1), rows)
 
     token_ids = [None] * len(docs)  # tokenized lazily, only for documents holding a massive activation

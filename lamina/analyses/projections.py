@@ -11,7 +11,7 @@ a Q/K/V neuron's projection row, dotted with the embedding matrix W_E: which tok
 the block's input norm, so they too are directions.
 
 Weight layouts differ: transformers' Conv1D (GPT-2) stores weight as [in, out], nn.Linear as [out, in];
-`_out_in` turns both into [out, in]. Prediction and suppression neurons (Gurnee et al. 2024, "Universal
+`models.language_model.projection_weight` turns both into [out, in]. Prediction and suppression neurons (Gurnee et al. 2024, "Universal
 neurons in GPT2 language models"): high kurtosis of cos(w_out, W_U rows) with positive / negative skew.
 """
 from __future__ import annotations
@@ -22,33 +22,14 @@ import pandas as pd
 import torch
 
 from lamina.errors import InputError, SiteError, UnsupportedArchitectureError
+from lamina.models.language_model import check_neuron_index, projection_weight
 
 NORM_NOTE = "with final norm weight: direction only; the norm's per-token scale is not included"
 
 
 def _out_in(module: torch.nn.Module) -> torch.Tensor:
     """A projection's weight as [out, in] in float32, whatever the module stores."""
-    w = module.weight.detach().float()
-    if isinstance(module, torch.nn.Linear):
-        return w                       # nn.Linear: [out, in]
-    if type(module).__name__ == "Conv1D":
-        return w.T                     # GPT-2 Conv1D: [in, out]
-    raise UnsupportedArchitectureError(f"cannot read the weight layout of {type(module).__name__}")
-
-
-def _vocab(lm) -> int:
-    """Rows of W_U / W_E that are real tokens (some models pad the embedding matrix past the tokenizer)."""
-    return min(len(lm.tokenizer), lm.model.get_input_embeddings().weight.shape[0])
-
-
-def unembedding(lm) -> torch.Tensor:
-    """W_U [vocab, d_model]: the unembedding's weight (bias, if any, does not change a direction)."""
-    return _out_in(lm.model.get_submodule(lm.anatomy.family.unembed))[: _vocab(lm)]
-
-
-def embedding(lm) -> torch.Tensor:
-    """W_E [vocab, d_model]: the token embedding matrix."""
-    return lm.model.get_input_embeddings().weight.detach().float()[: _vocab(lm)]
+    return projection_weight(module).detach().float()
 
 
 def norm_gain(module: torch.nn.Module, d_model: int, samples: int = 64) -> torch.Tensor:
@@ -57,14 +38,15 @@ def norm_gain(module: torch.nn.Module, d_model: int, samples: int = 64) -> torch
     Measured from the module's outputs rather than read from `.weight`, because conventions differ
     (Gemma's norms multiply by 1 + weight). For zero-mean x, LayerNorm and RMSNorm normalise alike.
     """
-    p = next(module.parameters())
+    p = next(module.parameters(), None)  # None: a norm without weights (OLMo 1), measured as a gain of 1
+    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
     x = torch.randn(samples, d_model, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = x - x.mean(-1, keepdim=True)
     n = x / x.pow(2).mean(-1, keepdim=True).sqrt()                         # zero mean, rms 1 [samples, d]
     with torch.no_grad():
-        y = module((100 * n).to(p.device, p.dtype)).double().cpu()          # rms 100: eps is negligible
+        y = module((100 * n).to(device, dtype)).double().cpu()              # rms 100: eps is negligible
     n, y = n - n.mean(0), y - y.mean(0)                                     # the bias b drops out
-    return ((n * y).sum(0) / (n * n).sum(0)).float().to(p.device)          # least squares, per coordinate
+    return ((n * y).sum(0) / (n * n).sum(0)).float().to(device)            # least squares, per coordinate
 
 
 def norm_weight(lm) -> torch.Tensor:
@@ -118,7 +100,7 @@ def output_scores(lm, vectors: torch.Tensor, with_norm_weight: bool = False) -> 
     """[n, d_model] output vectors -> [n, vocab] scores against W_U (see the module docstring)."""
     if with_norm_weight:
         vectors = vectors * norm_weight(lm)
-    return vectors @ unembedding(lm).T
+    return vectors @ lm.unembedding_matrix().T
 
 
 def _top_rows(lm, scores: torch.Tensor, k: int, names: tuple[str, str]) -> list[dict]:
@@ -130,11 +112,6 @@ def _top_rows(lm, scores: torch.Tensor, k: int, names: tuple[str, str]) -> list[
             rows.append({"direction": direction, "rank": rank, "token_id": i,
                          "token": lm.tokenizer.decode([i]), "score": v})
     return rows
-
-
-def _check_index(site, index: int, n: int) -> None:
-    if not 0 <= index < n:
-        raise SiteError(f"{site.name}:{index}: neuron index out of range; {site.name} has neurons 0-{n - 1}")
 
 
 def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
@@ -149,17 +126,17 @@ def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
     with torch.no_grad():
         if site.kind == "mlp_post":
             w_out = output_vectors(lm, site.layer)                                # [n, d]
-            _check_index(site, index, w_out.shape[0])
+            check_neuron_index(site, index, w_out.shape[0])
             views = [("output", "raw", output_scores(lm, w_out[index:index + 1])[0]),
                      ("output", "with final norm weight", output_scores(lm, w_out[index:index + 1], True)[0])]
             if lm.anatomy.family.mlp_in:  # families whose table names the MLP's input projections
-                views += [("input", role, w[index] @ embedding(lm).T) for role, w in input_vectors(lm, site.layer).items()]
+                views += [("input", role, w[index] @ lm.embedding_matrix().T) for role, w in input_vectors(lm, site.layer).items()]
             else:
                 warnings.warn(f"no input side for {lm.anatomy.family.name}: its family table has no mlp_in", stacklevel=2)
         elif site.kind in ("q", "k", "v"):
             rows = qkv_vectors(lm, site.kind, site.layer)                         # [heads * d_head, d]
-            _check_index(site, index, rows.shape[0])
-            views = [("input", site.kind, rows[index] @ embedding(lm).T)]
+            check_neuron_index(site, index, rows.shape[0])
+            views = [("input", site.kind, rows[index] @ lm.embedding_matrix().T)]
         else:
             raise SiteError(f"{site.name} has no vocabulary projection; give an mlp_post, q, k or v neuron, "
                             f"e.g. mlp_post.{site.layer or 0}:0")
@@ -189,7 +166,7 @@ def cos_moments(lm, layer: int, neurons=None, with_norm_weight: bool = False, ch
         w_out = w_out[index.to(w_out.device)]
         if with_norm_weight:
             w_out = w_out * norm_weight(lm)
-        u = torch.nn.functional.normalize(unembedding(lm), dim=-1)                # [vocab, d]
+        u = torch.nn.functional.normalize(lm.unembedding_matrix(), dim=-1)                # [vocab, d]
         w = torch.nn.functional.normalize(w_out, dim=-1)                          # [n, d]
         parts = []
         for start in range(0, w.shape[0], chunk):

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from lamina.analyses.maximize import site_width
 from lamina.data.corpus import Document
 from lamina.data.windows import batches, corpus_windows, split_row_id
-from lamina.errors import InputError, SiteError
+from lamina.errors import InputError
+from lamina.models.language_model import check_neuron_index
 
 
 class NeuronTracker:
@@ -106,9 +106,7 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
     targets = {}
     for text in neurons:
         site, index = lm.neuron(text)
-        width = site_width(lm, site)
-        if not 0 <= index < width:
-            raise SiteError(f"{site.name}:{index}: neuron index out of range; {site.name} has neurons 0-{width - 1}")
+        check_neuron_index(site, index, lm.site_widths([site])[site.name])
         targets[f"{site.name}:{index}"] = (site, index)
     sites = list({s.name: s for s, _ in targets.values()}.values())
     windows = corpus_windows(lm, docs, context, max_tokens=max_tokens)
@@ -117,8 +115,7 @@ def top_examples(lm, neurons: list[str], docs: list[Document], k: int = 10, cont
     trackers = {name: NeuronTracker(reservoir, g) for name in targets}
     n_batches = (len(windows) + batch_size - 1) // batch_size
     for batch in tqdm(batches(windows, batch_size, pad), total=n_batches, desc="top examples", disable=not progress):
-        acts = lm.capture({"input_ids": batch.input_ids.to(lm.device),
-                           "attention_mask": batch.attention_mask.to(lm.device)}, sites)
+        acts = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), sites)
         for name, (site, index) in targets.items():
             a = acts[site.name].flatten(2)[..., index].double().cpu()           # [b, t]
             trackers[name].update(a.masked_fill(~batch.count, float("nan")), batch.row_ids, batch.input_ids)
@@ -174,8 +171,7 @@ class Shown:
         for start in range(0, len(needed), batch_size):
             chosen = needed[start:start + batch_size]
             batch = next(batches([self.windows[i] for i in chosen], len(chosen), pad))
-            acts = self.lm.capture({"input_ids": batch.input_ids.to(self.lm.device),
-                                    "attention_mask": batch.attention_mask.to(self.lm.device)}, sites)
+            acts = self.lm.capture(self.lm.inputs(batch.input_ids, batch.attention_mask), sites)
             for name, (site, index) in targets.items():
                 a = acts[site.name].flatten(2)[..., index].double().cpu()       # [b, t]
                 for b, w in enumerate(chosen):

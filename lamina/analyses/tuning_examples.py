@@ -33,8 +33,7 @@ def token_heatmaps(lm, samples: SampleSet, laminar: pd.DataFrame, acts: dict, si
             chosen = list(dict.fromkeys(x for t in chosen for x in (t, partner[t])))
         texts = [samples.texts[t] for t in chosen]
         enc = lm.tokenizer(texts, padding=True, truncation=True, max_length=samples.max_length, return_tensors="pt")
-        captured = lm.capture({"input_ids": enc["input_ids"].to(lm.device),
-                               "attention_mask": enc["attention_mask"].to(lm.device)}, [f"{site}.{L}"])
+        captured = lm.capture(lm.inputs(enc["input_ids"], enc["attention_mask"]), [f"{site}.{L}"])
         a = captured[f"{site}.{L}"].flatten(2)[..., i].float().cpu().numpy()
         items = []
         for b, t in enumerate(chosen):

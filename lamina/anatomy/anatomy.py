@@ -87,10 +87,12 @@ class Anatomy:
         return scale, (centered / scale).to(x.dtype)
 
 
-def _norm_eps(module: torch.nn.Module) -> float:
+def _norm_eps(module: torch.nn.Module, family: Family) -> float:
     for attr in ("eps", "variance_epsilon", "epsilon"):
         if hasattr(module, attr):
             return float(getattr(module, attr))
+    if family.norm_eps is not None:  # a norm that hard-codes its eps in forward (OLMo 1)
+        return family.norm_eps
     raise UnsupportedArchitectureError(f"cannot find the epsilon of the final norm {type(module).__name__}")
 
 
@@ -101,8 +103,8 @@ def anatomy_for(model: torch.nn.Module) -> Anatomy:
     if family is None:
         raise UnsupportedArchitectureError(
             f"no anatomy adapter for model type '{config.model_type}'; supported: "
-            f"{', '.join(supported_model_types())}. Add a Family table in lamina/anatomy/families.py "
-            "(see docs/SITES.md)"
+            f"{', '.join(supported_model_types())}. Add a Family table in lamina/anatomy/families_gpt.py or "
+            "families_llama.py (see docs/SITES.md)"
         )
     n_heads = config.num_attention_heads
     d_model = config.hidden_size
@@ -114,9 +116,9 @@ def anatomy_for(model: torch.nn.Module) -> Anatomy:
         n_layers=len(model.get_submodule(family.layers)),
         d_model=d_model,
         n_heads=n_heads,
-        n_kv_heads=getattr(config, "num_key_value_heads", None) or n_heads,
+        n_kv_heads=family.kv_heads(config) if family.kv_heads else (getattr(config, "num_key_value_heads", None) or n_heads),
         d_head=getattr(config, "head_dim", None) or d_model // n_heads,
         parallel=parallel,
-        norm_eps=_norm_eps(model.get_submodule(family.final_norm)),
+        norm_eps=_norm_eps(model.get_submodule(family.final_norm), family),
         context_length=context,
     )

@@ -1,5 +1,8 @@
 """Prove an adapter on the model in hand: the residual identities must hold, or loading fails loudly.
 
+`LanguageModel.check_anatomy` captures `check_sites` in one short forward pass and hands the activations
+to `check_identities`, which needs only the anatomy, the model's modules and those activations.
+
 An adapter that points at the wrong module returns plausible numbers; these identities catch it:
     sequential block:  resid_mid = resid_pre + attn_out,  resid_post = resid_mid + mlp_out
     parallel block:    resid_post = resid_pre + attn_out + mlp_out
@@ -26,11 +29,14 @@ def tolerance(reference: torch.Tensor) -> float:
     return rtol * max(1.0, float(reference.abs().max()))
 
 
-def check_anatomy(lm, text: str = CHECK_TEXT) -> dict[str, float]:
-    """Run one short forward pass with every site hooked; raise AnatomyCheckError if an identity fails."""
-    a = lm.anatomy
-    kinds = [k for k in a.kinds if k not in ("q", "k", "v")]
-    acts = lm.capture([text], kinds + ["q", "k", "v", "final_norm.input"], stop_early=True)
+def check_sites(anatomy) -> list[str]:
+    """Every per-layer site kind of this model, and the final norm's input: what `check_identities` reads."""
+    return [k for k in anatomy.kinds if k not in ("q", "k", "v")] + ["q", "k", "v", "final_norm.input"]
+
+
+def check_identities(a, model: torch.nn.Module, acts) -> dict[str, float]:
+    """Max |difference| of each identity on `acts` (`check_sites` from one forward pass of `model`, whose
+    anatomy is `a`); raises AnatomyCheckError at the first identity that fails."""
     diffs: dict[str, float] = {}
 
     def expect(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
@@ -50,11 +56,11 @@ def check_anatomy(lm, text: str = CHECK_TEXT) -> dict[str, float]:
             expect(f"resid_mid.{L} = resid_pre + attn_out", g("resid_pre") + g("attn_out"), g("resid_mid"))
             expect(f"resid_post.{L} = resid_mid + mlp_out", g("resid_mid") + g("mlp_out"), g("resid_post"))
         if a.family.mlp_down:
-            down = lm.model.get_submodule(f"{a.block(L)}.{a.family.mlp_down}")
+            down = model.get_submodule(f"{a.block(L)}.{a.family.mlp_down}")
             with torch.inference_mode():
                 written = down(g("mlp_post"))
                 if a.family.mlp_out_norm:  # post-norm blocks: the norm sits between mlp_down and the residual
-                    written = lm.model.get_submodule(f"{a.block(L)}.{a.family.mlp_out_norm}")(written)
+                    written = model.get_submodule(f"{a.block(L)}.{a.family.mlp_out_norm}")(written)
                 expect(f"mlp_out.{L} = mlp_down(mlp_post)", written, g("mlp_out"))
         following = acts[f"resid_pre.{L + 1}"] if L + 1 < a.n_layers else acts["final_norm.input"]
         expect(f"next input = resid_post.{L}", following, g("resid_post"))

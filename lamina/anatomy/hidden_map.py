@@ -7,7 +7,6 @@ Llama the result is hidden.0 = embed, hidden.I = resid_post.(I-1) for I < N, hid
 from __future__ import annotations
 
 from lamina.anatomy.check import max_abs_diff, tolerance
-from lamina.capture import Activations
 
 CANDIDATES = ("embed", "resid_post", "final_norm")
 
@@ -16,10 +15,10 @@ def candidate_sites(n_layers: int) -> list[str]:
     return ["embed"] + [f"resid_post.{L}" for L in range(n_layers)] + ["final_norm"]
 
 
-def measure_hidden_map(acts: Activations, n_layers: int) -> list[dict]:
+def measure_hidden_map(acts, n_layers: int) -> list[dict]:
     """For each hidden index: the matching site (or None), its max |diff|, and the tolerance used.
 
-    `acts` must hold `hidden` (every index) and the candidate sites from one forward pass.
+    `acts` (capture's Activations) must hold `hidden` (every index) and the candidate sites from one forward pass.
     """
     rows = []
     for index in range(n_layers + 1):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 
 import typer
 from rich.console import Console
 
 from lamina.errors import LaminaError
+from lamina.report.jsonio import json_text
 
 app = typer.Typer(
     help="lamina: read a transformer language model's insides correctly, layer by layer.",
@@ -67,8 +67,8 @@ def load(model: str, seed: int):
 
 
 def dump(obj) -> str:
-    """Results as indented JSON text (numpy numbers as floats)."""
-    return json.dumps(obj, indent=2, default=float)
+    """Results as indented strict JSON text (NaN as null; see report/jsonio.py)."""
+    return json_text(obj)
 
 
 store_app = typer.Typer(help="Inspect activation stores.", no_args_is_help=True)

@@ -100,8 +100,8 @@ def batches(windows: list[Window], batch_size: int, pad_id: int, skip_first: boo
         yield Batch(input_ids, mask, count, rows, group)
 
 
-def split_row_id(row_id: int) -> tuple[int, int]:
-    """(document index, position in document) of a global row id."""
+def split_row_id(row_id):
+    """(document index, position in document) of a global row id; elementwise on integer arrays too."""
     return row_id >> POSITION_BITS, row_id & ((1 << POSITION_BITS) - 1)
 
 

@@ -46,9 +46,7 @@ def load(spec: str = DEFAULT_MODEL, seed: int = 0, dtype: str | None = None, dev
     lm.info = {"source": source, "load_seconds": round(time.perf_counter() - start, 3),
                "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
     if check:
-        from lamina.anatomy.check import check_anatomy
-
-        check_anatomy(lm)
+        lm.check_anatomy()
     return lm
 
 

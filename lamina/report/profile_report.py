@@ -1,13 +1,13 @@
 """Write a laminar profile: table (CSV, Parquet, JSON), per-layer curves, the layer x dimension map, HTML."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lamina.report.figures import pyplot, save
 from lamina.report.html import image, page, table
+from lamina.report.jsonio import write_json
 
 
 def plot_profile_curves(result, path: Path) -> Path:
@@ -53,7 +53,7 @@ def write_profile(result, out: Path) -> dict[str, Path]:
     flat.to_csv(paths["csv"], index=False)
     flat.to_parquet(paths["parquet"], index=False)
     result.massive.to_csv(paths["massive"], index=False)
-    paths["json"].write_text(json.dumps(result.to_json(), indent=1, default=_plain))
+    write_json(paths["json"], result.to_json())
     np.save(out / "profile_dim_max_abs.npy", result.dim_max_abs)
     plot_profile_curves(result, paths["curves"])
     plot_dim_map(result, paths["map"])
@@ -81,13 +81,3 @@ def profile_sections(result, out: Path) -> list[tuple[str, str]]:
          table(by_dim) if by_dim is not None else "<p>none found under the rule above</p>"),
         ("Per-layer table", table(result.table[columns])),
     ]
-
-
-def _plain(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

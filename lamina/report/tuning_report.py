@@ -11,6 +11,7 @@ import pandas as pd
 
 from lamina.report.figures import pyplot, save
 from lamina.report.html import image, page, table
+from lamina.report.jsonio import write_json
 
 
 def plot_tuning(result, path: Path) -> Path:
@@ -105,18 +106,6 @@ def _flat(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _plain(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if np.isnan(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return str(o)
-
-
 def write_tuning(result, out: Path) -> dict[str, Path]:
     """All outputs of `lamina tune` in `out`; returns their paths."""
     out = Path(out)
@@ -150,7 +139,7 @@ def write_tuning(result, out: Path) -> dict[str, Path]:
         result.lessons["r_quantiles"].to_csv(p["length_r"], index=False)
         result.lessons["r_histogram"].to_csv(out / "length_r_histogram.csv", index=False)
         plot_length_lessons(result.lessons, p["length_plot"])
-    p["json"].write_text(json.dumps({**result.to_json(), "examples": result.examples}, indent=1, default=_plain))
+    write_json(p["json"], {**result.to_json(), "examples": result.examples})
     plot_tuning(result, p["plot"])
     p["html"].write_text(page(f"Neuron tuning: {s['contrast']} on {s['model']}", tuning_sections(result, p)))
     return p
@@ -226,7 +215,7 @@ def write_context(result, out: Path) -> dict[str, Path]:
          "json": out / "context.json", "plot": out / "context.png", "html": out / "context.html"}
     result.per_word.to_csv(p["per_word"], index=False)
     result.per_layer.to_csv(p["per_layer"], index=False)
-    p["json"].write_text(json.dumps(result.to_json(), indent=1, default=_plain))
+    write_json(p["json"], result.to_json())
     plot_context(result, p["plot"])
     s = result.settings
     text = (f"<div class='note'>{html.escape(s['statistic'])}; each word read at {html.escape(s['reading'])}; "

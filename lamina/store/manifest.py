@@ -24,9 +24,9 @@ def library_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    import lamina
+    from lamina.version import __version__
 
-    return {"lamina": lamina.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+    return {"lamina": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "safetensors": safetensors.__version__}
 
 

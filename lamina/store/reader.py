@@ -57,15 +57,14 @@ class ActivationStore:
         """pandas DataFrame, one row per stored token: doc, doc_id, position, token_id."""
         import pandas as pd
 
-        from lamina.data.windows import POSITION_BITS
+        from lamina.data.windows import split_row_id
 
-        rows = self._read("row_id").numpy()
-        doc = rows >> POSITION_BITS
+        doc, position = split_row_id(self._read("row_id").numpy())
         doc_ids = np.asarray(self.manifest["doc_ids"], dtype=object)
         return pd.DataFrame({
             "doc": doc,
             "doc_id": doc_ids[doc],
-            "position": rows & ((1 << POSITION_BITS) - 1),
+            "position": position,
             "token_id": self._read("token_id").numpy(),
         })
 
