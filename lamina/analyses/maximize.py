@@ -186,7 +186,7 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
     repro["decoded_is_init"] = float(np.mean([r["decoded_is_init"] for r in runs]))
     # the same agreement measures on the seeds' initial random-token vectors: the baseline they need (embedding
     # rows share a common direction, so random starts already agree by cosine)
-    E = embedding_matrix(lm)
+    E = lm.embedding_matrix()
     base = reproducibility([set(r["init_ids"]) for r in runs], [E[r["init_ids"]].detach().cpu() for r in runs], [])
     repro["initial_mean_cosine"], repro["initial_mean_jaccard"] = base["mean_cosine"], base["mean_jaccard"]
     settings = dict(position=position, n_tokens=n_tokens, steps=steps, lr=lr, norm_penalty=norm_penalty,
