@@ -16,7 +16,7 @@ from lamina.analyses.maximize import ascend, resolve_target
 
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
-    lm, steps = L.lm, L.pick(8, 100)
+    lm, steps = L.lm, L.pick(8, 50)
     target = resolve_target(lm, L.default_neuron())
     runs = {}
     for projected in (False, True):

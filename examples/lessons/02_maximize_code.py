@@ -17,7 +17,7 @@ from lamina.capture import Capture, StopForward
 
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
-    lm, steps = L.lm, L.pick(10, 60)
+    lm, steps = L.lm, L.pick(10, 40)
     site, index = lm.neuron(L.default_neuron())
     E = lm.embedding_matrix()                                            # [vocab, d_model]
     r = E.norm(dim=-1).mean()                                            # typical embedding norm

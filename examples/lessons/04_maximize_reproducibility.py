@@ -14,7 +14,7 @@ from lamina.analyses.maximize import maximize
 
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
-    result = maximize(L.lm, L.default_neuron(), seeds=L.pick(2, 4), steps=L.pick(8, 100), progress=False)
+    result = maximize(L.lm, L.default_neuron(), seeds=L.pick(2, 3), steps=L.pick(8, 50), progress=False)
     for run in result.runs:
         print(f"seed {run['seed']}: {run['text']!r:45} optimised {run['optimized_activation']:8.2f} "
               f"re-scored {run['rescored_activation']:6.3f}")
