@@ -43,6 +43,9 @@ CHECKS = {  # lesson -> a value its summary must hold (known by construction)
     "17": lambda s: abs(s["slope"] - s["true_slope"]) < 4 * s["slope_se"] and s["separation"]["note"],
     # no separation at d = 0, and the t and LR p-values agree where the groups overlap
     "18": lambda s: s["fraction_separated"][0] == 0 and s["spearman_p_t_vs_p_lr_d_le_1_5"] > 0.95,
+    # both designs of lesson 10 give the three comparisons for every layer, and the generated test its two
+    "10": lambda s: all(len(s[k]) == 3 and all(len(v) == 4 for v in s[k].values())
+                        for k in ("course_design", "carrier_design")) and len(s["generated_test"]) == 2,
     "23": lambda s: all(b == "none significant" or ":" in b for v in s["sites"].values() for b in v["best_neuron"]),
 }
 
