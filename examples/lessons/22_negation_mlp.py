@@ -81,7 +81,11 @@ def main(argv=None):
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     laminar_plot(a, ours, "matched pairs (lamina)", "fraction_significant")
     ctl = ours.controls
-    neutral = [c for c in ctl.columns if "neutral" in c and "fraction" in c] or [c for c in ctl.columns if "neutral" in c and "n_sig" in c]
+    n_tested = ours.laminar.set_index("layer")["n_tested"]
+    for column, name in (("n_significant_neutral_vs_affirmed", "control: 'really' inserted vs affirmed"),
+                         ("n_significant_random_weights", "control: random-weights model")):
+        if column in ctl:
+            a.plot(ctl["layer"], ctl[column] / n_tested.loc[ctl["layer"]].to_numpy(), ":", label=name)
     a.set_ylabel("fraction of neurons significant")
     a.legend(fontsize=6)
     a.set_title("lamina: negated vs affirmed sentence, paired", fontsize=8)

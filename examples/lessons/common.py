@@ -112,7 +112,9 @@ def laminar_plot(ax, result, label: str, column: str = "n_significant"):
     lam = result.laminar
     ax.plot(lam["layer"], lam[column], "o-", label=label)
     if "null_high" in lam and lam["null_high"].notna().any():
-        ax.fill_between(lam["layer"], lam["null_low"], lam["null_high"], alpha=0.2, label=f"{label}: null 95%")
+        scale = lam["n_tested"] if column.startswith("fraction") else 1
+        ax.fill_between(lam["layer"], lam["null_low"] / scale, lam["null_high"] / scale, alpha=0.2,
+                        label=f"{label}: null 95%")
     ax.set_xlabel("layer")
     ax.set_ylabel("significant neurons")
 
