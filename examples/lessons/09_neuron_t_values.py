@@ -64,6 +64,7 @@ def main(argv=None):
     L.figure(fig, "t_per_neuron")
     summary = {"layer": layer, "n_neurons": len(n), "n_significant_clustered": len(sig), "bh_threshold_t": bh_t,
                "bonferroni_threshold_t": bonf_t, "n_significant_welch": welch,
+               "null_count_high": result.laminar["null_count_high"].iloc[0],
                "n_significant_arbitrary_pairing": paired, "test": result.settings["test"]}
     print(f"clustered {len(sig)}, Welch {welch}, arbitrary pairing {min(paired)}-{max(paired)} over "
           f"{len(paired)} orderings")
