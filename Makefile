@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= lamina-out
 
-.PHONY: run test test-slow bench clean browser
+.PHONY: run test test-slow bench clean browser lessons
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test-slow: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[benchmarks]"
 	$(BIN)/python benchmarks/run.py
+
+# every course lesson on the embedded model (figures + summary.json under $(OUT)/lessons/NN-title);
+# LESSON_ARGS=--quick for tiny settings, e.g. make lessons LESSON_ARGS="--quick --model random:llama"
+lessons: $(VENV)/.installed
+	@for f in examples/lessons/[0-9][0-9]_*.py; do n=$$(basename $$f .py); \
+	  echo "== $$n"; $(BIN)/python $$f $(LESSON_ARGS) --out $(OUT)/lessons/$$(echo $$n | sed 's/_/-/g') || exit 1; done
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -115,12 +115,14 @@ def default_context_items(max_items: int = 40) -> list[tuple[str, str]]:
 
 
 def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "mlp_post", layers=None,
-                   batch_size: int = 8) -> ContextResult:
+                   batch_size: int = 8, carrier: str = "") -> ContextResult:
     """Correlation per layer between a word's activation vectors in two conditions (see COMPARISONS).
 
     Each word is read at its last sub-token: alone with a leading space (" word", as mid-sentence),
     alone bare ("word"), in its sentence (the word must appear there after a space), and, as a baseline,
     the next word of the list alone with a leading space.
+    `carrier`: a neutral prefix put before every "alone" text (for example "A word:\\n"), so that the word is
+    not the first token (position 0 is the attention sink, alike for every token).
     """
 
     items = items or default_context_items()
@@ -134,9 +136,10 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
             skipped.append(word)
             continue
         other = items[(j + 1) % len(items)][0]
-        for cond, text, span in (("alone_space", " " + word, (1, 1 + len(word))),
-                                 ("alone_bare", word, (0, len(word))),
-                                 ("other_space", " " + other, (1, 1 + len(other))),
+        c = len(carrier)
+        for cond, text, span in (("alone_space", carrier + " " + word, (c + 1, c + 1 + len(word))),
+                                 ("alone_bare", carrier + word, (c, c + len(word))),
+                                 ("other_space", carrier + " " + other, (c + 1, c + 1 + len(other))),
                                  ("context", sentence, (m.start(), m.end()))):
             ids, offsets, special = encode_text(tok, text, 512)
             pos = span_positions(offsets, special, *span)
@@ -166,8 +169,9 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
     split = df[(df["condition"] == "alone_space") & (df["n_subtokens"] > 1)]["word"].tolist()
     bare_split = df[(df["condition"] == "alone_bare") & (df["n_subtokens"] > 1)]["word"].tolist()
     bos = len(tok("a")["input_ids"]) > len(tok("a", add_special_tokens=False)["input_ids"])
-    settings = {"model": lm.spec, "site": site, "layers": layer_ids, "n_words": len(items),
-                "alone_position": ("after the BOS token the tokenizer adds" if bos else
+    settings = {"model": lm.spec, "site": site, "layers": layer_ids, "n_words": len(items), "carrier": carrier,
+                "alone_position": (f"after the carrier prefix {carrier!r}" if carrier else
+                                   "after the BOS token the tokenizer adds" if bos else
                                    "position 0 (the tokenizer adds no BOS): the first-token state, alike for all "
                                    "tokens, which the baseline shows"),
                 "reading": "the word's last sub-token in every condition",
