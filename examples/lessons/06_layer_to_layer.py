@@ -9,7 +9,6 @@ For the word's last sub-token in a sentence: the scatter of the hidden state at 
 reconstruction H(L+1) = H(L) + attention delta + MLP delta (attn_out and mlp_out of block L+1, read by
 hooks; sequential blocks such as Llama and GPT-2), whose largest error per block is plotted.
 """
-import numpy as np
 import torch
 from common import Lesson
 

@@ -8,7 +8,7 @@ The split report lists every word that becomes several tokens (they are kept, ne
 written to split_report.csv). The same dental vs household contrast is then read at the last, the first,
 and the mean of the sub-tokens; the figure is the count of significant neurons per layer for each reading.
 """
-from common import Lesson, laminar_plot
+from common import Lesson
 
 from lamina.analyses.contrasts import category
 from lamina.analyses.tuning import tune
