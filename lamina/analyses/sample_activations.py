@@ -1,6 +1,12 @@
 """Activations of a SampleSet's samples: the texts through the model, each sample's token positions pooled.
 
 Shared by `lamina tune` (analyses/tuning.py) and the context lesson (analyses/context_lessons.py).
+`ModelSamples` is the model side of the one interface `tune` reads (`stored_samples.StoredSamples` is the
+store side):
+    spec, tokenizer
+    site_names(kind, layers)                  -> (layer indices, site names), checked
+    activations(samples, sites, batch_size)   -> {site: float32 [n_samples, n_neurons]}
+    token_values(samples, texts, site, neuron) -> [(token ids, values [n_tokens])] per text (heatmaps)
 """
 from __future__ import annotations
 
@@ -81,3 +87,34 @@ def gather_activations(lm, samples: SampleSet, sites, batch_size: int = 8, progr
                 out[site.name] = np.empty((n, a.shape[-1]), dtype=np.float32)
             out[site.name][local] = pooled.numpy()
     return out
+
+
+class ModelSamples:
+    """Sample activations computed by running the model over the samples' texts."""
+
+    def __init__(self, lm):
+        self.lm, self.spec, self.tokenizer = lm, lm.spec, lm.tokenizer
+
+    def site_names(self, kind: str, layers) -> tuple[list[int], list[str]]:
+        layer_ids = parse_layers(layers, self.lm.n_layers)
+        return layer_ids, [s.name for s in self.lm.sites([f"{kind}.{L}" for L in layer_ids])]  # SiteError
+
+    def activations(self, samples: SampleSet, sites, batch_size: int = 8, progress: bool = False) -> dict:
+        return gather_activations(self.lm, samples, sites, batch_size, progress)
+
+    def token_values(self, samples: SampleSet, texts: list[int], site: str, neuron: int) -> list:
+        """[(token ids, float values [n_tokens])] of one neuron over each of `texts` (indices), as tuned."""
+        enc = self.tokenizer([samples.texts[t] for t in texts], padding=True, truncation=True,
+                             max_length=samples.max_length, return_tensors="pt")
+        a = self.lm.capture(self.lm.inputs(enc["input_ids"], enc["attention_mask"]), [site])[site]
+        a = a.flatten(2)[..., neuron].float().cpu().numpy()                 # [batch, tokens]
+        out = []
+        for b in range(len(texts)):
+            real = enc["attention_mask"][b].nonzero().flatten().numpy()
+            out.append((enc["input_ids"][b, real].tolist(), a[b, real]))
+        return out
+
+
+def samples_source(lm_or_source):
+    """A LanguageModel wrapped as `ModelSamples`; a samples source (ModelSamples, StoredSamples) as it is."""
+    return lm_or_source if hasattr(lm_or_source, "token_values") else ModelSamples(lm_or_source)

@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lamina.analyses.contrasts import SampleSet
-from lamina.analyses.sample_activations import gather_activations, parse_layers
+from lamina.analyses.sample_activations import gather_activations, parse_layers, samples_source
 from lamina.analyses.tuning_examples import token_heatmaps
 from lamina.analyses.tuning_layer import (PROBE_KS, best_order, confound_columns, layer_binary,
                                           layer_continuous, probe_ks, top_table)
@@ -158,23 +158,24 @@ def tune(lm, samples: SampleSet, site: str = "mlp_post", layers=None, permutatio
 
     `unit`: None (the samples' own units: word type x paragraph for corpus contrasts, the pair for pairs),
     "occurrence", or unit column names. `reference_permutations`: null labellings for the reference of the
-    best single-neuron CV accuracy and best probe AUC (0: none).
+    best single-neuron CV accuracy and best probe AUC (0: none). `lm`: a LanguageModel, or a samples source
+    (`stored_samples.StoredSamples` reads a store instead of running the model).
     """
     t0 = time.perf_counter()
     _validate(site, fdr_family, permutations, cv, rank_by, alpha, reference_permutations)
-    layer_ids = parse_layers(layers, lm.n_layers)
-    sites = lm.sites([f"{site}.{L}" for L in layer_ids])  # SiteError for kinds this model lacks
+    source = samples_source(lm)
+    layer_ids, sites = source.site_names(site, layers)  # SiteError for kinds this model (store) lacks
     if site in SINK_KINDS and not keep_first_token:
         samples = drop_first_token(samples)
     design = design_for(samples, unit)
     check_sizes(samples, cv, design)
     groups = cv_groups(samples, design)
-    acts = gather_activations(lm, samples, sites, batch_size, progress)
+    acts = source.activations(samples, sites, batch_size, progress)
     t_capture = time.perf_counter() - t0
 
     frames, probe_rows, extras = [], [], []
     for L, s in tqdm(list(zip(layer_ids, sites)), desc=f"tune {site}", unit="layer", disable=not progress):
-        X = acts[s.name]
+        X = acts[s]
         if samples.kind == "binary":
             df, pr, extra = layer_binary(X, samples, design, cv, ks, rank_by, seed, probes, groups)
         else:
@@ -195,7 +196,7 @@ def tune(lm, samples: SampleSet, site: str = "mlp_post", layers=None, permutatio
         P = []
         for s, f in zip(sites, frames):
             keep = f["p"].notna().to_numpy()
-            P.append(null_pvalues(acts[s.name][:, keep], samples.y, design, draws[:permutations]))
+            P.append(null_pvalues(acts[s][:, keep], samples.y, design, draws[:permutations]))
         for i in range(permutations):
             null[i] = count_per_layer([np.nan_to_num(Pl[i], nan=1.0) for Pl in P], fdr_family, alpha, "fdr_bh")
     refs = (_best_references(acts, sites, samples, design, draws[:reference_permutations], cv, ks, rank_by, probes,
@@ -206,11 +207,11 @@ def tune(lm, samples: SampleSet, site: str = "mlp_post", layers=None, permutatio
     if samples.contrast == "token-length":
         from lamina.analyses.context_lessons import length_lessons
 
-        lessons = length_lessons({L: acts[s.name] for L, s in zip(layer_ids, sites)}, samples.rows["char_len"],
+        lessons = length_lessons({L: acts[s] for L, s in zip(layer_ids, sites)}, samples.rows["char_len"],
                                  neurons)
-    examples = token_heatmaps(lm, samples, laminar, acts, site, n_examples) if n_examples else []
+    examples = token_heatmaps(source, samples, laminar, acts, site, n_examples) if n_examples else []
     del acts
-    settings = _settings(lm, samples, design, site, layer_ids, bh, bonf, permutations, fdr_family, alpha, cv, ks,
+    settings = _settings(source, samples, design, site, layer_ids, bh, bonf, permutations, fdr_family, alpha, cv, ks,
                          rank_by, probes, null, laminar, seed, reference_permutations)
     settings["seconds"] = {"capture": round(t_capture, 1), "total": round(time.perf_counter() - t0, 1)}
     for table in (laminar, top):  # every output states its test, unit and family
@@ -267,7 +268,7 @@ def _best_references(acts, sites, samples, design, draws, cv, ks, rank_by, probe
     """Per layer: the best single-neuron CV balanced accuracy (and best probe AUC) under null labellings."""
     out = {}
     for s in sites:
-        X, acc, auc = acts[s.name], [], []
+        X, acc, auc = acts[s], [], []
         for d in draws:
             y = _null_labels(samples, design, d)
             try:
@@ -277,7 +278,7 @@ def _best_references(acts, sites, samples, design, draws, cv, ks, rank_by, probe
                     auc.append(float(pr["auc"].max()))
             except (TooFewSamplesError, ValueError):
                 continue
-        out[s.name] = {"acc": np.array(acc), "auc": np.array(auc)}
+        out[s] = {"acc": np.array(acc), "auc": np.array(auc)}
     return out
 
 
@@ -359,7 +360,7 @@ def describe_test(samples: SampleSet, alpha: float, design: PrimaryDesign | None
             "as independent; Mann-Whitney U reported beside it")
 
 
-def _settings(lm, samples, design, site, layer_ids, bh, bonf, permutations, fdr_family, alpha, cv, ks, rank_by,
+def _settings(source, samples, design, site, layer_ids, bh, bonf, permutations, fdr_family, alpha, cv, ks, rank_by,
               probes, null, laminar, seed, reference_permutations) -> dict:
     test = describe_test(samples, alpha, design)
     width = int(laminar["n_neurons"].iat[0])
@@ -370,7 +371,7 @@ def _settings(lm, samples, design, site, layer_ids, bh, bonf, permutations, fdr_
     null_unit = {"paired": "sign flips within pairs", "occurrence": "labels permuted over samples",
                  "clustered": f"labels permuted among {design.unit_names[0] if design.clusters else ''} levels "
                               "(each level keeps one label: a binary label's majority, a continuous label's mean)"}
-    s = {"model": lm.spec, "contrast": samples.contrast, "label": samples.label_name, "kind": samples.kind,
+    s = {"model": source.spec, "contrast": samples.contrast, "label": samples.label_name, "kind": samples.kind,
          "groups": list(samples.groups) if samples.groups else None, "group_sizes": samples.group_sizes(),
          "paired": samples.paired, "reading": samples.reading, "word_pooling": samples.word_pooling,
          "site": site, "layers": layer_ids, "test": test, "unit": design.unit(), "unit_level": design.level,
@@ -381,6 +382,8 @@ def _settings(lm, samples, design, site, layer_ids, bh, bonf, permutations, fdr_
          "cv_folds": ("grouped by " + ("pair" if design.paired else design.unit_names[0])
                       if design.level != "occurrence" else "stratified, ungrouped"),
          "seed": seed, "notes": samples.notes, "n_significant_total": total}
+    if hasattr(source, "store"):  # read from an activation store: which one, and its storage dtype
+        s["store"], s["store_dtype"] = str(source.store.folder), source.dtype
     if samples.kind == "binary":
         s.update(probe_ks=probe_ks(ks, samples.y, cv), probe_rankings=list(rank_by) if probes else [],
                  confounds=confound_columns(samples))

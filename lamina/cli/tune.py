@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import JsonOpt, ModelOpt, SeedOpt, app, console, dump, load, unit_interval, user_errors
+from lamina.cli.common import JsonOpt, app, console, dump, load, unit_interval, user_errors
 
 
 @app.command()
@@ -41,13 +41,16 @@ def tune(
     keep_first_token: bool = typer.Option(False, "--keep-first-token", help="resid sites: keep samples read at position 0 (the attention sink; left out by default)."),
     controls: bool = typer.Option(False, "--controls", help="Negative controls beside the result: the same contrast on a random-weights model of the same shape, and for negation the neutral-word insertion."),
     reference_permutations: int = typer.Option(5, "--reference-permutations", min=0, help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
-    model: str = ModelOpt,
-    seed: int = SeedOpt,
+    store: Optional[Path] = typer.Option(None, "--store", help="Read the samples' activations from an activation store of the contrast's texts (see --texts-out) instead of running the model; corpus contrasts and category."),
+    texts_out: Optional[Path] = typer.Option(None, "--texts-out", help="Write the contrast's texts as a JSONL corpus (one document per text) and stop: extract a store from it for --store."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec: smollm2-135m (default), random:<type>, hub id or folder. With --store: the store's model."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for random:<type> models (default 0; with --store: the store's)."),
     as_json: bool = JsonOpt,
 ):
     """Neuron tuning to a contrast, layer by layer: tests, FDR, permutation null, probes, laminar profile."""
     from lamina.analyses.contrasts import CONTRASTS, build_contrast
     from lamina.errors import InputError
+    from lamina.models.registry import DEFAULT_MODEL
 
     if contrast not in CONTRASTS + ("context",):
         raise InputError(f"unknown contrast '{contrast}'; choose one of {', '.join(CONTRASTS + ('context',))}")
@@ -55,7 +58,17 @@ def tune(
 
     if out is not None:
         check_output(out)
-    lm = load(model, seed)
+    if store is not None or texts_out is not None:
+        _check_store_contrast(contrast, store, controls)
+    if store is not None:
+        lm = _open_store(store, model, seed)       # a samples source over the store: no weights loaded
+    elif texts_out is None:
+        lm = load(model or DEFAULT_MODEL, seed or 0)
+    else:                                          # writing the texts needs the tokenizer only
+        from lamina.models.registry import load_tokenizer
+
+        lm = None
+    tokenizer = lm.tokenizer if lm is not None else load_tokenizer(model or DEFAULT_MODEL)
     if contrast == "context":
         from lamina.analyses.context_lessons import context_effect
 
@@ -89,10 +102,13 @@ def tune(
     if unit_column and unit == "occurrence":
         raise InputError("give --unit occurrence or --unit-column, not both")
     samples = build_contrast(
-        contrast, lm.tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
+        contrast, tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
         table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
         max_tokens=max_tokens or None, max_docs=max_docs or None, max_per_group=max_per_group or None, seed=seed,
         unit_columns=tuple(unit_column or ()))
+    if texts_out is not None:
+        _write_texts(samples, texts_out, model or DEFAULT_MODEL)
+        return
     settings = dict(site=site, layers=layers, permutations=permutations, fdr_family=fdr_family, alpha=alpha, cv=cv,
                     rank_by=tuple(rank_by) if rank_by else ("mean_diff", "anova_f", "l1"), probes=not no_probes,
                     batch_size=batch_size, seed=seed, progress=not as_json,
@@ -113,6 +129,50 @@ def tune(
         print(dump(result.to_json()))
         return
     _print_tune(result, out, paths)
+
+
+def _check_store_contrast(contrast: str, store, controls: bool) -> None:
+    """--store / --texts-out apply to contrasts whose samples are tokens of texts read alone."""
+    from lamina.errors import InputError
+
+    flag = "--store" if store is not None else "--texts-out"
+    if contrast in ("negation", "context"):
+        what = "pairs" if contrast == "negation" else "words"
+        raise InputError(f"{flag} does not apply to {contrast}: its {what} are not read from a store; run it "
+                         f"without {flag}")
+    if controls and store is not None:
+        raise InputError("--controls runs a random-weights model of the same shape; run them without --store")
+
+
+def _open_store(folder: Path, model: Optional[str], seed: Optional[int]):
+    """The store as a samples source, refused when --model / --seed name another model than it was made with."""
+    from lamina.analyses.stored_samples import StoredSamples
+    from lamina.errors import InputError
+    from lamina.store import ActivationStore
+
+    stored = ActivationStore(folder)
+    s = stored.manifest["settings"]
+    if model is not None and model.strip() != s["model"]:
+        raise InputError(f"{folder} holds activations of {s['model']}, not of --model {model}; drop --model or "
+                         "give a store of that model")
+    if seed is not None and s["model"].startswith("random:") and seed != s.get("seed"):
+        raise InputError(f"{folder} holds activations of {s['model']} with seed {s.get('seed')}, not --seed {seed}")
+    return StoredSamples(stored)
+
+
+def _write_texts(samples, path: Path, spec: str) -> None:
+    """The contrast's texts as a JSONL corpus (`lamina extract --corpus`), one document per text."""
+    from lamina.errors import InputError
+
+    lines = "".join(json.dumps({"id": f"{samples.contrast}-{i}", "text": t}) + "\n" for i, t in enumerate(samples.texts))
+    try:
+        path.write_text(lines, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"cannot write --texts-out {path}: {err.strerror or err}") from None
+    console.print(f"wrote {len(samples.texts)} texts of {samples.contrast} to {path}; extract them with\n  lamina "
+                  f"extract --corpus {path} --model {spec} --sites SITES --context {samples.max_length} --max-tokens 0 "
+                  f"--dtype float32 --out STORE\nthen run the same tune command with --store STORE", highlight=False,
+                  soft_wrap=True)
 
 
 def _print_tune(result, out: Optional[Path], paths: dict) -> None:
