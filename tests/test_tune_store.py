@@ -100,7 +100,10 @@ def test_cli_tune_store_equals_tune(tmp_path):
     _same_tuning(a, b)
     ja, jb = json.loads(live.output), json.loads(stored.output)
     assert jb["settings"]["model"] == ja["settings"]["model"] == "random:llama"
-    assert [r["n_significant"] for r in jb["layers"]] == [r["n_significant"] for r in ja["layers"]]
+    for la, lb in zip(ja["layers"], jb["layers"]):  # the same null draws and replication halves (same seed)
+        assert lb["n_significant"] == la["n_significant"] and lb["null_mean"] == pytest.approx(la["null_mean"])
+        assert lb["replication_r"] == pytest.approx(la["replication_r"], abs=1e-4)
+    assert jb["settings"]["seed"] == ja["settings"]["seed"] == 0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -69,6 +69,8 @@ def tune(
 
         lm = None
     tokenizer = lm.tokenizer if lm is not None else load_tokenizer(model or DEFAULT_MODEL)
+    if seed is None:  # the model's seed (a store's: the one it was extracted with) also seeds the draws
+        seed = getattr(lm, "seed", None) or 0
     if contrast == "context":
         from lamina.analyses.context_lessons import context_effect
 
