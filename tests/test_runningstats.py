@@ -3,9 +3,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from layer_summary import LayerSummary
 from scipy import stats
 
-from lamina.runningstats import LayerSummary, RunningHistogram, RunningMoments, RunningTopK
+from lamina.runningstats import RunningHistogram, RunningMoments, RunningTopK
 
 SIZES = [1, 37, 200, 1, 5, 400, 2, 123]  # uneven batches, including single rows
 

@@ -92,7 +92,7 @@ def test_planted_neuron_found_by_lamina_tune(tmp_path, tok):
 
 def test_tune_api_probes_and_heatmap(llama):
     samples = C.category(llama.tokenizer, max_per_group=20)
-    r = T.tune(llama, samples, "mlp_post", layers="2-3", permutations=10, ks=(1, 2), rank_by=("mean_diff", "l1"),
+    r = T.tune(llama, samples, site="mlp_post", layers="2-3", permutations=10, ks=(1, 2), rank_by=("mean_diff", "l1"),
                progress=False, n_examples=2, reference_permutations=2)
     assert (r.laminar["probe_best_auc_null_max"].between(0, 1)).all()
     assert (r.laminar["best_cv_balanced_accuracy_null_max"].between(0, 1)).all()
@@ -105,7 +105,7 @@ def test_tune_api_probes_and_heatmap(llama):
 
 def test_qkv_site_flattens_heads(llama):
     samples = C.category(llama.tokenizer, max_per_group=12)
-    r = T.tune(llama, samples, "k", layers=[0], permutations=0, probes=False, progress=False, n_examples=0)
+    r = T.tune(llama, samples, site="k", layers=[0], permutations=0, probes=False, progress=False, n_examples=0)
     a = llama.anatomy
     assert len(r.neurons) == a.n_kv_heads * a.d_head
 

@@ -14,6 +14,7 @@ activation is a real prompt's too. The prefix is whatever the tokenizer puts bef
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -24,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lamina import validate
 from lamina.analyses.discrete_search import discrete_search
+from lamina.analyses.maximize_settings import MaximizeSettings
 from lamina.analyses.neuron_target import (OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce,
                                            resolve_target, run_target)
 
@@ -166,21 +167,21 @@ class MaximizeResult:
                 "reproducibility": self.reproducibility, "fluency": self.fluency}
 
 
-def maximize(lm, neuron: str | None = None, *, site: str | None = None, direction=None, position: str = "last",
-             n_tokens: int = 5, steps: int = 200, lr: float = 0.1, norm_penalty: float = 1.0, seeds=1,
-             projected: bool = False, top_k: int = 5, fluency_lambdas=(), search_steps: int = 30,
-             search_top_k: int = 64, search_batch: int = 32, progress: bool = True) -> MaximizeResult:
+def maximize(lm, neuron: str | None = None, settings: MaximizeSettings | None = None, *, site: str | None = None,
+             direction=None, progress: bool = True, **options) -> MaximizeResult:
     """Gradient ascent for each seed (`seeds`: a count or a list), decoded and re-scored, and optionally the
-    discrete search with a fluency penalty (one point per lambda, warm-started from the best seed)."""
+    discrete search with a fluency penalty (one point per lambda, warm-started from the best seed).
+
+    `settings`: a `MaximizeSettings`, or its fields by keyword (`maximize(lm, "mlp_post.3:7", steps=50)`; with
+    both, the keywords replace those fields)."""
     from lamina.models.registry import as_model
 
     lm = as_model(lm)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    for name, value in (("n_tokens", n_tokens), ("steps", steps), ("seeds", len(seed_list)), ("top_k", top_k)):
-        validate.integer(name, value)
-    lr, norm_penalty = validate.positive("lr", lr), validate.positive("norm_penalty", norm_penalty, allow_zero=True)
-    target = resolve_target(lm, neuron, site, direction, position)
-    runs = [ascend(lm, target, n_tokens, steps, lr, norm_penalty, s, projected, top_k, progress) for s in seed_list]
+    ms = dataclasses.replace(settings, **options) if settings is not None else MaximizeSettings(**options)
+    seed_list = list(ms.seeds)
+    target = resolve_target(lm, neuron, site, direction, ms.position)
+    runs = [ascend(lm, target, ms.n_tokens, ms.steps, ms.lr, ms.norm_penalty, s, ms.projected, ms.top_k, progress)
+            for s in seed_list]
     repro = reproducibility([set(r["ids"]) for r in runs], [r["vectors"] for r in runs],
                             [r["rescored_activation"] for r in runs])
     repro["decoded_is_init"] = float(np.mean([r["decoded_is_init"] for r in runs]))
@@ -189,12 +190,8 @@ def maximize(lm, neuron: str | None = None, *, site: str | None = None, directio
     E = lm.embedding_matrix()
     base = reproducibility([set(r["init_ids"]) for r in runs], [E[r["init_ids"]].detach().cpu() for r in runs], [])
     repro["initial_mean_cosine"], repro["initial_mean_jaccard"] = base["mean_cosine"], base["mean_jaccard"]
-    settings = dict(position=position, n_tokens=n_tokens, steps=steps, lr=lr, norm_penalty=norm_penalty,
-                    seeds=seed_list, projected=projected, top_k=top_k, prefix=prefix_ids(lm))
-    result = MaximizeResult(lm.spec, target.name, settings, runs, repro)
-    if fluency_lambdas:
-        settings.update(fluency_lambdas=list(fluency_lambdas), search_steps=search_steps,
-                        search_top_k=search_top_k, search_batch=search_batch)
-        result.fluency = discrete_search(lm, target, result.best["ids"], fluency_lambdas, search_steps,
-                                         search_top_k, search_batch, seed=seed_list[0], progress=progress)
+    result = MaximizeResult(lm.spec, target.name, {**dataclasses.asdict(ms), "prefix": prefix_ids(lm)}, runs, repro)
+    if ms.fluency_lambdas:
+        result.fluency = discrete_search(lm, target, result.best["ids"], ms.fluency_lambdas, ms.search_steps,
+                                         ms.search_top_k, ms.search_batch, seed=seed_list[0], progress=progress)
     return result

@@ -13,14 +13,15 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
 from lamina.analyses.contrasts import SampleSet, negation, read_pairs
+from lamina.analyses.tune_settings import TuneSettings
 
 NEUTRAL = {"never": "often"}  # the neutral word per inserted negation; "really" otherwise
-CONTROL_SETTINGS = ("site", "layers", "permutations", "fdr_family", "alpha", "cv", "batch_size", "seed", "unit",
-                    "keep_first_token")
 
 
 def neutral_triples(pairs) -> list[tuple[str, str, str]]:
@@ -55,15 +56,18 @@ def _count_diff(real, ctrl) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_controls(lm, samples: SampleSet, result, seed: int = 0, pairs=None, **settings):
+def run_controls(lm, samples: SampleSet, result, settings: TuneSettings | None = None, *, pairs=None,
+                 progress: bool = False, **options):
     """Run the negative controls and attach them to `result` (`result.controls`, one row per layer;
-    `result.settings['controls']`, what was run). Returns `result`."""
+    `result.settings['controls']`, what was run). `settings` / `options`: the run's TuneSettings (or its
+    fields by keyword), without probes, examples or reference permutations. Returns `result`."""
     from lamina.analyses.tuning import tune
     from lamina.models import random_like
 
-    kw = {k: v for k, v in settings.items() if k in CONTROL_SETTINGS}
-    kw.update(seed=seed, probes=False, reference_permutations=0, n_examples=0, progress=settings.get("progress", False))
-    rand = tune(random_like(lm, seed=seed + 1), samples, **kw)  # seed + 1: never the model itself (random:*)
+    ts = dataclasses.replace(settings, **options) if settings is not None else TuneSettings(**options)
+    ts = dataclasses.replace(ts, probes=False, reference_permutations=0, n_examples=0)
+    seed = ts.seed
+    rand = tune(random_like(lm, seed=seed + 1), samples, ts, progress=progress)  # seed + 1: never the model itself
     table = _count_diff(result, rand)
     described = [f"random weights: {rand.settings['model']}, the same samples and test"]
     if samples.contrast == "negation":
@@ -73,7 +77,7 @@ def run_controls(lm, samples: SampleSet, result, seed: int = 0, pairs=None, **se
                 "neutral_vs_affirmed": [(a, u) for a, _, u in triples],
                 "negated_vs_neutral": [(u, n) for _, n, u in triples]}
         for name, prs in runs.items():
-            r = tune(lm, negation(lm.tokenizer, pairs=prs, read=read), **kw)
+            r = tune(lm, negation(lm.tokenizer, pairs=prs, read=read), ts, progress=progress)
             table[f"n_significant_{name}"] = r.laminar["n_significant"].to_numpy()
             table[f"null_high_{name}"] = r.laminar["null_count_high"].to_numpy() if "null_count_high" in r.laminar \
                 else np.nan

@@ -17,8 +17,6 @@ from lamina.stats import (PrimaryDesign, cluster_ols, contrast_tests, correlatio
                           primary_test, replication_split, sparse_probe, token_identity_control)
 from lamina.stats.checks import TooFewSamplesError
 
-PROBE_KS = (1, 2, 4, 8, 16, 32, 64)
-
 
 def confound_columns(samples: SampleSet) -> list[str]:
     """The confound columns (char length, log frequency) that vary over the samples."""

@@ -17,6 +17,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from lamina.errors import LaminaError
+from lamina.models.registry import DEFAULT_MODEL
 from lamina.report.jsonio import json_text
 
 
@@ -76,7 +77,7 @@ app = typer.Typer(
 console = Console(emoji=False)  # never turn ":llama:" in a model name into an emoji
 err_console = Console(stderr=True, emoji=False)
 
-ModelOpt = typer.Option("smollm2-135m", "--model", "-m", help="Model spec: smollm2-135m, random:<type>, hub id or folder.")
+ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help=f"Model spec: {DEFAULT_MODEL}, random:<type>, hub id or folder.")
 SeedOpt = typer.Option(0, "--seed", min=0, help="Seed for random:<type> models.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON object.")
 TextOpt = typer.Option(None, "--text", "-t", help="Input text (repeatable).")

@@ -7,9 +7,11 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from lamina.analyses.maximize_settings import MaximizeSettings
 from lamina.cli.common import (BatchOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt,
                                app, console, dump, load, non_negative_number, positive_number, user_errors)
 
+MAXIMIZE = MaximizeSettings()  # the defaults of maximize's options
 NeuronsOut = typer.Option(Path("lamina-out/neurons"), "--out", "-o",
                           help="Folder for JSON and neuron pages (maximize and top-examples share it).")
 
@@ -40,22 +42,22 @@ def maximize_command(
         help="With --direction: the site it lives in, e.g. resid_post.5."),
     direction: Optional[Path] = typer.Option(None, "--direction",
         help="A vector as .npy, .pt or text, the site's width."),
-    position: str = typer.Option("last", "--position",
+    position: str = typer.Option(MAXIMIZE.position, "--position",
         help="last: the last token; mean: mean over the optimised tokens."),
-    n_tokens: int = typer.Option(5, "--n-tokens", min=1, help="Soft tokens to optimise."),
-    steps: int = typer.Option(200, "--steps", min=1, help="Adam steps."),
-    lr: float = typer.Option(0.1, "--lr", callback=positive_number, help="Adam learning rate, in units of the embedding's per-coordinate std."),
-    norm_penalty: float = typer.Option(1.0, "--norm-penalty", callback=non_negative_number,
+    n_tokens: int = typer.Option(MAXIMIZE.n_tokens, "--n-tokens", min=1, help="Soft tokens to optimise."),
+    steps: int = typer.Option(MAXIMIZE.steps, "--steps", min=1, help="Adam steps."),
+    lr: float = typer.Option(MAXIMIZE.lr, "--lr", callback=positive_number, help="Adam learning rate, in units of the embedding's per-coordinate std."),
+    norm_penalty: float = typer.Option(MAXIMIZE.norm_penalty, "--norm-penalty", callback=non_negative_number,
         help="Weight of mean ((|v| - r) / r)^2, r the mean embedding norm."),
-    seeds: int = typer.Option(1, "--seeds", min=1, help="Runs from different random initial tokens (seeds 0..N-1)."),
+    seeds: int = typer.Option(len(MAXIMIZE.seeds), "--seeds", min=1, help="Runs from different random initial tokens (seeds 0..N-1)."),
     projected: bool = typer.Option(False, "--projected",
         help="Forward on the nearest tokens; gradient straight through."),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="Nearest tokens listed per optimised vector."),
+    top_k: int = typer.Option(MAXIMIZE.top_k, "--top-k", min=1, help="Nearest tokens listed per optimised vector."),
     fluency: Optional[str] = typer.Option(None, "--fluency",
         help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
-    search_steps: int = typer.Option(30, "--search-steps", min=0, help="Steps of the discrete search per lambda."),
-    search_top_k: int = typer.Option(64, "--search-top-k", min=1, help="Candidate tokens per position, by gradient."),
-    search_batch: int = typer.Option(32, "--search-batch", min=1, help="Candidate prompts evaluated per step."),
+    search_steps: int = typer.Option(MAXIMIZE.search_steps, "--search-steps", min=0, help="Steps of the discrete search per lambda."),
+    search_top_k: int = typer.Option(MAXIMIZE.search_top_k, "--search-top-k", min=1, help="Candidate tokens per position, by gradient."),
+    search_batch: int = typer.Option(MAXIMIZE.search_batch, "--search-batch", min=1, help="Candidate prompts evaluated per step."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     out: Path = NeuronsOut,
@@ -74,10 +76,10 @@ def maximize_command(
         raise InputError(f"--fluency takes comma-separated numbers, e.g. 0,1,4; got {fluency!r}") from None
     vector = _read_direction(direction) if direction is not None else None
     lm = load(model, seed)
-    result = maximize(lm, neuron, site=site, direction=vector, position=position, n_tokens=n_tokens, steps=steps,
-                      lr=lr, norm_penalty=norm_penalty, seeds=seeds, projected=projected, top_k=top_k,
-                      fluency_lambdas=lambdas, search_steps=search_steps, search_top_k=search_top_k,
-                      search_batch=search_batch, progress=not as_json)
+    settings = MaximizeSettings(position=position, n_tokens=n_tokens, steps=steps, lr=lr, norm_penalty=norm_penalty,
+                                seeds=seeds, projected=projected, top_k=top_k, fluency_lambdas=tuple(lambdas),
+                                search_steps=search_steps, search_top_k=search_top_k, search_batch=search_batch)
+    result = maximize(lm, neuron, settings, site=site, direction=vector, progress=not as_json)
     data = result.to_dict()
     path = out / f"maximize_{slug(result.target)}.json"
     with atomic_output(out, keep=True) as tmp:  # the folder is shared with top-examples and other neurons

@@ -8,14 +8,18 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from lamina.analyses.tune_settings import PROBE_RANKINGS, TuneSettings
 from lamina.cli.common import JsonOpt, app, console, dump, load, unit_interval, user_errors
+from lamina.models.registry import DEFAULT_MODEL
+
+TUNE = TuneSettings()  # the defaults of the options below
 
 
 @app.command()
 @user_errors
 def tune(
     contrast: str = typer.Option(..., "--contrast", "-c", help="nouns-verbs, negation, proper-nouns, token-length, category, labels, or context (the context lesson)."),
-    site: str = typer.Option("mlp_post", "--site", "-s", help="Site kind: mlp_post, mlp_pre, q, k, v, resid_post, ..."),
+    site: str = typer.Option(TUNE.site, "--site", "-s", help="Site kind: mlp_post, mlp_pre, q, k, v, resid_post, ..."),
     layers: str = typer.Option("all", "--layers", "-l", help="Layers: all, a range 0-29, or a list 3,5,7."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write tables, tuning.png and tuning.html here."),
     words_a: Optional[Path] = typer.Option(None, "--words-a", help="category: word list of group A (one word a line)."),
@@ -26,31 +30,30 @@ def tune(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="labels: the label column (COLUMN or COLUMN=VALUE)."),
     word_pooling: str = typer.Option("last", "--word-pooling", help="Read a multi-token word at its last, first or mean sub-token."),
     negation_token: str = typer.Option("after-edit", "--negation-token", help="negation: read at the first token after the edit, or the final token."),
-    permutations: int = typer.Option(100, "--permutations", min=0, help="Label permutations for the null of the count of significant neurons."),
-    fdr_family: str = typer.Option("layer", "--fdr-family", help="Multiple-testing family: each layer, or the whole model."),
-    alpha: float = typer.Option(0.05, "--alpha", callback=unit_interval, help="FDR level (and Bonferroni family-wise level)."),
-    cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds for logistic regression and probes."),
-    rank_by: Optional[List[str]] = typer.Option(None, "--rank-by", help="Sparse-probe rankings (repeatable): mean_diff, anova_f, l1. Default all three."),
+    permutations: int = typer.Option(TUNE.permutations, "--permutations", min=0, help="Label permutations for the null of the count of significant neurons."),
+    fdr_family: str = typer.Option(TUNE.fdr_family, "--fdr-family", help="Multiple-testing family: each layer, or the whole model."),
+    alpha: float = typer.Option(TUNE.alpha, "--alpha", callback=unit_interval, help="FDR level (and Bonferroni family-wise level)."),
+    cv: int = typer.Option(TUNE.cv, "--cv", min=2, help="Cross-validation folds for logistic regression and probes."),
+    rank_by: Optional[List[str]] = typer.Option(None, "--rank-by", help=f"Sparse-probe rankings (repeatable): {', '.join(PROBE_RANKINGS)}. Default all of them."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Skip the sparse probes."),
     max_tokens: Optional[int] = typer.Option(8000, "--max-tokens", min=0, help="Corpus contrasts: model tokens of corpus paragraphs read, drawn at random over the corpus (0: all)."),
     max_docs: Optional[int] = typer.Option(None, "--max-docs", min=0, help="Corpus contrasts: documents read (0: no limit)."),
     max_per_group: Optional[int] = typer.Option(500, "--max-per-group", min=0, help="At most this many samples (pairs) per group, drawn at random (0: all)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
+    batch_size: int = typer.Option(TUNE.batch_size, "--batch-size", min=1, help="Texts of 128 tokens per forward pass (shorter texts: as many as fit in the same tokens)."),
     unit: str = typer.Option("default", "--unit", help="Unit of replication of the primary test: default (word type x paragraph for corpus contrasts, the pair for negation) or occurrence (every sample independent: the old, anti-conservative test)."),
     unit_column: Optional[List[str]] = typer.Option(None, "--unit-column", help="A sample/table column that names the unit of replication (repeat once for two-way clustering), e.g. --unit-column speaker."),
     keep_first_token: bool = typer.Option(False, "--keep-first-token", help="resid sites: keep samples read at position 0 (the attention sink; left out by default)."),
     controls: bool = typer.Option(False, "--controls", help="Negative controls beside the result: the same contrast on a random-weights model of the same shape, and for negation the neutral-word insertion."),
-    reference_permutations: int = typer.Option(5, "--reference-permutations", min=0, help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
+    reference_permutations: int = typer.Option(TUNE.reference_permutations, "--reference-permutations", min=0, help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
     store: Optional[Path] = typer.Option(None, "--store", help="Read the samples' activations from an activation store of the contrast's texts (see --texts-out) instead of running the model; corpus contrasts and category."),
     texts_out: Optional[Path] = typer.Option(None, "--texts-out", help="Write the contrast's texts as a JSONL corpus (one document per text) and stop: extract a store from it for --store."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec: smollm2-135m (default), random:<type>, hub id or folder. With --store: the store's model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model spec: {DEFAULT_MODEL} (default), random:<type>, hub id or folder. With --store: the store's model."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for random:<type> models (default 0; with --store: the store's)."),
     as_json: bool = JsonOpt,
 ):
     """Neuron tuning to a contrast, layer by layer: tests, FDR, permutation null, probes, laminar profile."""
     from lamina.analyses.contrasts import CONTRASTS, build_contrast
     from lamina.errors import InputError
-    from lamina.models.registry import DEFAULT_MODEL
 
     if contrast not in CONTRASTS + ("context",):
         raise InputError(f"unknown contrast '{contrast}'; choose one of {', '.join(CONTRASTS + ('context',))}")
@@ -111,16 +114,15 @@ def tune(
     if texts_out is not None:
         _write_texts(samples, texts_out, model or DEFAULT_MODEL)
         return
-    settings = dict(site=site, layers=layers, permutations=permutations, fdr_family=fdr_family, alpha=alpha, cv=cv,
-                    rank_by=tuple(rank_by) if rank_by else ("mean_diff", "anova_f", "l1"), probes=not no_probes,
-                    batch_size=batch_size, seed=seed, progress=not as_json,
-                    unit=list(unit_column) if unit_column else unit, keep_first_token=keep_first_token,
-                    reference_permutations=reference_permutations)
-    result = run_tune(lm, samples, **settings)
+    settings = TuneSettings(site=site, layers=layers, permutations=permutations, fdr_family=fdr_family, alpha=alpha,
+                            cv=cv, rank_by=tuple(rank_by) if rank_by else TUNE.rank_by, probes=not no_probes,
+                            batch_size=batch_size, seed=seed, unit=tuple(unit_column) if unit_column else unit,
+                            keep_first_token=keep_first_token, reference_permutations=reference_permutations)
+    result = run_tune(lm, samples, settings, progress=not as_json)
     if controls:
         from lamina.analyses.tuning_controls import run_controls
 
-        run_controls(lm, samples, result, **settings)
+        run_controls(lm, samples, result, settings, progress=not as_json)
     paths = {}
     if out is not None:
         from lamina.report.tuning_report import write_tuning
