@@ -478,6 +478,35 @@ def test_stale_lock_taken_over_and_other_host_refused(llama, docs, tmp_path):
         make_store(llama, docs, folder)
 
 
+
+def test_lock_of_a_reused_pid_is_stale(tmp_path):
+    """A lock whose pid now names a live process started after the lock's writer (pid reuse) is stale; the
+    same pid with its own start time is live. The start time comes from /proc (field 22 of /proc/PID/stat)."""
+    from lamina.store.lock import is_stale, process_start
+
+    start = process_start(os.getpid())
+    if start is None:
+        pytest.skip("/proc/PID/stat is not readable here")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        boot = float(Path("/proc/stat").read_text().split("btime ")[1].split()[0])
+        child_start = process_start(child.pid)
+        assert child_start >= start                                   # started after this process
+        assert abs(boot + child_start / os.sysconf("SC_CLK_TCK") - time.time()) < 5  # and just now
+    finally:
+        child.kill()
+        child.wait()
+    record = {"pid": os.getpid(), "pid_start": start, "host": socket.gethostname(), "started": time.time(),
+              "owner": "writer"}
+    path = lock_path(tmp_path, "writer")
+    path.write_text(json.dumps(record))
+    assert not is_stale(path)                                    # this very process: live
+    path.write_text(json.dumps({**record, "pid_start": start - 1}))
+    assert is_stale(path)                                        # same pid, another process: stale
+    path.write_text(json.dumps({**record, "pid_start": None}))
+    assert not is_stale(path)                                    # no start recorded: the pid alone decides
+
+
 # ---- disk full -------------------------------------------------------------------------------------------
 @pytest.fixture()
 def small_disk(tmp_path):

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import lamina
 from lamina.analyses.logit_lens import iter_lens, lens_logits, logit_lens
+from lamina.errors import AnatomyCheckError
 
 TEXTS = ["The cat sat on the mat because it was tired.", "Hello world."]  # unequal lengths: padding
 TYPES = ("gpt2", "llama", "phi3", "gpt_neox", "gemma", "gemma2", "olmo2")  # gemma2: final logit soft-capping
@@ -138,3 +139,23 @@ def test_embedded_model_last_layer_lens_is_its_logits():
     assert float((_norm_then_unembed(lm, out.hidden_states[-1])[mask] - out.logits[mask]).abs().max()) > 1.0
     result = logit_lens(lm, TEXTS)
     assert result.per_layer["kl"].iloc[-1] <= 1e-7 and result.per_layer["kl"].iloc[0] > 1.0
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_logit_lens_checks_hold_on_every_family(models, model_type):
+    """logit_lens builds the final distribution from the model's final-norm output (no full logits in memory);
+    both of its checks (norm at every position, the model's own head on the prefix) pass on every family."""
+    result = logit_lens(models(model_type), TEXTS, progress=False)
+    assert result.last_layer_max_abs_diff <= 1e-4
+    last = result.per_layer[result.per_layer.layer == result.info["n_layers"] - 1].iloc[0]
+    assert last.kl == pytest.approx(0.0, abs=1e-5) and last.top1_agreement == 1.0
+
+
+def test_head_check_catches_a_head_that_is_not_the_models(models, monkeypatch):
+    """A soft-cap the model does not apply (lamina would apply it to the lens and the final distribution alike)
+    differs from the logits the model returns: the head check refuses, so the lens never compares against a
+    distribution the model does not produce."""
+    lm = models("llama")
+    monkeypatch.setattr(lm.model.config, "final_logit_softcapping", 0.5, raising=False)
+    with pytest.raises(AnatomyCheckError, match="own logits"):
+        logit_lens(lm, TEXTS, progress=False)

@@ -8,8 +8,13 @@ own logits (to float32 round-off, 1e-5), so the last layer's KL to the final dis
 
 Memory stays bounded for long texts: the raw residuals [tokens, d_model] of every layer are kept, but the
 vocabulary projection runs `chunk` positions at a time (512 by default), so one chunk's lens logits
-[512, vocab] and its final log-probabilities are alive at once (100 MB each with a 50k vocabulary), beside
-the model's own logits [tokens, vocab] from the forward pass (read a chunk at a time, never copied whole).
+[512, vocab] and its final log-probabilities are alive at once (100 MB each with a 50k vocabulary). The
+forward pass stops before the unembedding: the final distribution is the model's own final-norm output
+(`hidden.N`) through its unembedding, a chunk at a time, and the model's own logits [tokens, vocab] (1 GB at
+5,000 tokens with a 49k vocabulary) are computed only for the first `HEAD_CHECK_TOKENS` positions, to check
+that the unembedding is the model's. So two checks prove the lens at every run: at the last block the lens
+equals the final-norm output's projection at every position (the norm is the model's), and that projection
+equals the model's own logits on the prefix (the unembedding and soft-cap are the model's).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from lamina import validate
 from lamina.errors import AnatomyCheckError
 
 CHUNK_TOKENS = 512  # positions per vocabulary projection
+HEAD_CHECK_TOKENS = 64  # positions on which the model's own logits are computed and compared
 
 DEFAULT_TEXTS = [
     "The Eiffel Tower is in the city of Paris, the capital of France.",
@@ -67,6 +73,12 @@ def lens_logits(lm, resid: torch.Tensor) -> torch.Tensor:
     norm, unembed = lm.model.get_submodule(f.final_norm), lm.model.get_submodule(f.unembed)
     with torch.inference_mode():
         return softcap(lm, unembed(norm(resid)))
+
+
+def unembed_normed(lm, normed: torch.Tensor) -> torch.Tensor:
+    """[..., d_model] output of the final norm -> [..., vocab] logits through the unembedding (and soft-cap)."""
+    with torch.inference_mode():
+        return softcap(lm, lm.model.get_submodule(lm.anatomy.family.unembed)(normed))
 
 
 def iter_lens(lm, batch: dict):
@@ -126,12 +138,14 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
         mask = batch["attention_mask"].bool()                                  # [b, t]
         docs, positions = mask.nonzero(as_tuple=True)                          # real tokens only, [n] each
         tokens = [decode(i) for i in batch["input_ids"][mask].tolist()]
-        acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
+        acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + [f"hidden.{N}"], stop_early=False)
+        normed = acts[f"hidden.{N}"]                                           # the model's final-norm output
+        worst = max(worst, _check_head(lm, batch, normed))
         spans = [(i, min(i + chunk, len(tokens))) for i in range(0, len(tokens), chunk)]
         bar = tqdm(total=len(spans) * N, desc="logit lens", unit="layer", disable=not progress or len(spans) < 2)
         for lo, hi in spans:
             at = (docs[lo:hi], positions[lo:hi])                               # this chunk's tokens: no full copy
-            final = softcap(lm, acts["logits"][at]).float()                    # [c, vocab], the model's own logits
+            final = unembed_normed(lm, normed[at]).float()                     # [c, vocab], the model's distribution
             final_logp = torch.log_softmax(final, dim=-1)                      # [c, vocab]
             p_final, final_top = final_logp.exp(), final_logp.argmax(-1)
             for layer in range(N):
@@ -160,6 +174,18 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
         model=lm.spec, texts=texts, k=k, table=table, per_layer=per_layer_means(table),
         last_layer_max_abs_diff=worst, info={"n_layers": lm.n_layers, "n_tokens": int(len(table) // lm.n_layers)},
     )
+
+
+def _check_head(lm, batch: dict, normed: torch.Tensor) -> float:
+    """The logits the model itself returns on the first HEAD_CHECK_TOKENS positions (its whole head: unembedding,
+    soft-cap, any scale) equal its final-norm output through `unembed_normed`: the final distribution the lens
+    is compared with is the model's. Causal attention makes a prefix's logits those of the full text."""
+    n = min(HEAD_CHECK_TOKENS, batch["input_ids"].shape[1])
+    prefix = {"input_ids": batch["input_ids"][:, :n], "attention_mask": batch["attention_mask"][:, :n]}
+    with torch.inference_mode():
+        model_logits = lm.model(**prefix, use_cache=False).logits
+    keep = prefix["attention_mask"].bool()
+    return _check_last_layer(lm, unembed_normed(lm, normed[:, :n][keep]).float(), model_logits[keep].float())
 
 
 def _check_last_layer(lm, lens: torch.Tensor, model_logits: torch.Tensor) -> float:

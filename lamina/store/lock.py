@@ -1,4 +1,4 @@
-"""One writer per store: a lock file holding the owner's pid, host and start time.
+"""One writer per store: a lock file holding the owner's pid (with its process start time), host and start time.
 
     with StoreLock(folder):            # the whole store (lamina extract)
         ...
@@ -48,15 +48,33 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or None where /proc cannot tell.
+
+    A pid is reused once its process is gone; the pair (pid, start) names one process for the host's uptime."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, counted after the "(comm)" field
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def is_stale(path: Path, grace_s: float = 10.0) -> bool:
-    """A lock whose process is gone from this host; an unreadable lock file older than `grace_s`."""
+    """A lock whose process is gone from this host (dead, or its pid now names a process started later); an
+    unreadable lock file older than `grace_s`."""
     holder = read_lock(path)
     if holder is None:
         try:
             return time.time() - path.stat().st_mtime > grace_s  # a writer dies between create and write
         except FileNotFoundError:
             return True
-    return holder.get("host") == socket.gethostname() and not process_alive(int(holder.get("pid", -1)))
+    if holder.get("host") != socket.gethostname():
+        return False  # another host's process: we cannot check it
+    pid = int(holder.get("pid", -1))
+    if not process_alive(pid):
+        return True
+    recorded, now = holder.get("pid_start"), process_start(pid)
+    return recorded is not None and now is not None and now != recorded  # the pid was reused
 
 
 def describe(path: Path) -> str:
@@ -85,8 +103,8 @@ class StoreLock:
 
     def acquire(self) -> "StoreLock":
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                             "owner": self.owner})
+        record = json.dumps({"pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                             "host": socket.gethostname(), "started": time.time(), "owner": self.owner})
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
