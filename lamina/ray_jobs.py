@@ -1,0 +1,247 @@
+"""Corpus-scale jobs on a Ray cluster: the same shard plan, files and manifest as a single process.
+
+    driver: tokenize, fix the shard plan, hold the store's whole lock, write the manifest
+        │  rows of a Ray Dataset = the shards still to fill (index + that shard's windows' token ids)
+        ▼
+    Ray Data map_batches over an actor pool (--actors N, --cpus-per-actor, --gpus-per-actor):
+        each actor loads the model by spec once, captures a shard's windows and writes the shard and its
+        checksum sidecar straight into the store folder (a filesystem every node mounts)
+        │  back to the driver: one small row per shard (index, rows, sha256)
+        ▼
+    driver: checks that every planned shard came back exactly once
+
+Only token ids travel to the actors and only sidecars travel back: activations go from an actor to the
+disk once. A shard is written atomically (`store/shards.write_shard`), so an actor killed mid-shard leaves
+nothing that counts; Ray Data restarts the actor and retries the shard, which covers the same windows.
+The driver holds the store's lock for the whole job: actors write under it, as `--worker` processes write
+under theirs. Ray is imported only here, and only when a job asks for it (`pip install 'lamina[ray]'`).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lamina import validate
+from lamina.errors import InputError, LaminaError, MissingExtraError, StoreError
+
+CONNECT_TIMEOUT_S = 5.0   # an address that does not answer within this fails at once, in one line
+DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client (ray://host) and the GCS (host)
+
+
+def require_ray():
+    """The `ray` module, or one line saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the pipeline needs Ray Data, not only Ray Core)
+    except ImportError:
+        raise MissingExtraError("--ray needs Ray (with Ray Data), which is not installed: "
+                                "pip install 'lamina[ray]'") from None
+    return ray
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse at once an address nothing answers on (ray.init would retry for a minute or more)."""
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    try:
+        port = int(port) if port else DEFAULT_PORTS.get(scheme, 6379)
+        socket.create_connection((host, port), timeout=timeout).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise InputError(f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head` "
+                         "or pass --ray auto for a local one") from None
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how wide a Ray job runs."""
+    address: str = "auto"       # auto: a running cluster if there is one, else a local one; or HOST:PORT, ray://...
+    actors: int = 1             # model replicas in the actor pool
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "actors", validate.integer("actors", self.actors))
+        for name in ("cpus_per_actor", "gpus_per_actor"):
+            value = float(getattr(self, name))
+            if not value >= 0 or (name == "cpus_per_actor" and value == 0 and self.gpus_per_actor == 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a number >= 0 (CPUs > 0 without GPUs), "
+                                 f"not {getattr(self, name)}")
+            object.__setattr__(self, name, value)
+
+
+def connect(settings: RaySettings) -> bool:
+    """Connect to (or start) the cluster; True when this call started Ray (and should shut it down)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+    local = {"address": "local", "num_cpus": max(1, int(np.ceil(settings.actors * settings.cpus_per_actor))), **quiet}
+    if settings.address == "local":
+        ray.init(**local)
+    elif settings.address == "auto":
+        try:
+            ray.init(address="auto", **quiet)
+        except ConnectionError:  # no running cluster: start one here, as wide as the job
+            ray.init(**local)
+    else:
+        check_reachable(settings.address)
+        try:
+            ray.init(address=settings.address, **quiet)
+        except (ConnectionError, RuntimeError) as err:
+            raise InputError(f"cannot join the Ray cluster at {settings.address}: {str(err).splitlines()[0]}") from None
+    return True
+
+
+def check_resources(ray, settings: RaySettings) -> None:
+    """Refuse a pool the cluster cannot place (it would wait forever), before anything is written."""
+    have = ray.cluster_resources()
+    for name, per in (("GPU", settings.gpus_per_actor), ("CPU", settings.cpus_per_actor)):
+        need = per * settings.actors
+        if need > have.get(name, 0.0):
+            raise InputError(f"--actors {settings.actors} x --{name.lower()}s-per-actor {per:g} needs {need:g} "
+                             f"{name}s but the Ray cluster has {have.get(name, 0.0):g}; ask for fewer")
+
+
+def lamina_cause(err: BaseException) -> LaminaError | None:
+    """The LaminaError an actor raised, found through Ray's wrappers (RayTaskError, UserCodeException)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, LaminaError):
+            return err
+        as_instance = getattr(err, "as_instanceof_cause", None)
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, LaminaError):
+            return cause
+        if as_instance is not None:
+            try:
+                inner = as_instance()
+            except Exception:  # noqa: BLE001  (best effort: fall back to the chain)
+                inner = None
+            if isinstance(inner, LaminaError):
+                return inner
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def windows_row(index: int, first: int, windows) -> dict:
+    """One dataset row: a shard's index and its windows as flat arrays (token ids as int32: 4 bytes a token)."""
+    return {"index": index, "first_window": first,
+            "doc": np.array([w.doc for w in windows], dtype=np.int64),
+            "start": np.array([w.start for w in windows], dtype=np.int64),
+            "first_counted": np.array([w.first_counted for w in windows], dtype=np.int64),
+            "lengths": np.array([len(w.ids) for w in windows], dtype=np.int64),
+            "ids": np.concatenate([np.asarray(w.ids, dtype=np.int32) for w in windows])}
+
+
+def row_windows(row: dict) -> list:
+    """The windows of a dataset row (inverse of `windows_row`)."""
+    from lamina.data.windows import Window
+
+    ends = np.cumsum(row["lengths"])
+    ids = np.asarray(row["ids"]).tolist()
+    return [Window(int(d), int(s), ids[e - n:e], int(f))
+            for d, s, f, n, e in zip(row["doc"], row["start"], row["first_counted"], row["lengths"], ends)]
+
+
+class ShardWriter:
+    """A Ray Data actor: one model replica that captures shards and writes them into the store."""
+
+    def __init__(self, manifest: dict, settings, widths: dict, folder: str, device: str):
+        from lamina.models.registry import load
+        from lamina.store.manifest import library_versions
+
+        mine = {**library_versions()}
+        differ = [f"{k} {manifest[k]} (driver) vs {v} (here)" for k, v in mine.items() if manifest.get(k) != v]
+        if differ:
+            raise StoreError(f"a Ray node on {socket.gethostname()} has other library versions than the driver ("
+                             + "; ".join(differ) + "): its shards would not match the manifest")
+        self.folder, self.settings, self.widths = Path(folder), settings, widths
+        if not self.folder.is_dir() or not os.access(self.folder, os.W_OK):
+            raise StoreError(f"a Ray node on {socket.gethostname()} cannot write {folder}: the store must be on a "
+                             "filesystem every node mounts, writable by the Ray workers")
+        self.lm = load(manifest["model"], seed=manifest["seed"] or 0, dtype=manifest["model_dtype"], device=device)
+
+    def __call__(self, batch: dict) -> dict:
+        from lamina.extract import write_shard_of
+
+        out = {"index": [], "n_rows": [], "sha256": []}
+        for i in range(len(batch["index"])):
+            row = {k: v[i] for k, v in batch.items()}
+            info = write_shard_of(self.lm, self.folder, self.settings, self.widths, int(row["index"]),
+                                  int(row["first_window"]), row_windows(row))
+            for key in ("index", "n_rows", "sha256"):
+                out[key].append(info[key])
+        return {k: np.array(v) for k, v in out.items()}
+
+
+class RayExecutor:
+    """Fills a store's shards on a Ray actor pool; pass it as `extract(..., executor=RayExecutor(...))`."""
+
+    def __init__(self, settings: RaySettings = RaySettings()):
+        self.settings = settings
+        self.started = False
+
+    def start(self, lm=None) -> None:
+        """Connect and check the cluster can place the pool (called before the store is touched)."""
+        ray = require_ray()
+        self.started = connect(self.settings) or self.started
+        try:
+            check_resources(ray, self.settings)
+        except LaminaError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.started:
+            require_ray().shutdown()
+            self.started = False
+
+    def fill(self, lm, plan, todo: list[int], progress: bool = True) -> None:
+        """Write the shards in `todo` on the actor pool; every one must come back exactly once."""
+        from tqdm.auto import tqdm
+
+        ray = require_ray()
+        try:
+            if todo:
+                done = self._run(ray, plan, todo, tqdm(total=len(todo), desc=f"extract on Ray -> {plan.folder.name}",
+                                                       unit="shard", disable=not progress))
+                missing = sorted(set(todo) - set(done))
+                if missing:
+                    raise StoreError(f"the Ray job ended without shard(s) {missing[:5]}; rerun with --resume")
+        finally:
+            self.close()
+
+    def _run(self, ray, plan, todo, bar) -> list[int]:
+        s = self.settings
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        rows = [windows_row(i, i * plan.per_shard, plan.windows_of(i)) for i in todo]
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+        device = "cuda" if s.gpus_per_actor > 0 else "cpu"
+        shards = dataset.map_batches(
+            ShardWriter, batch_size=1, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=s.actors),
+            fn_constructor_kwargs={"manifest": plan.manifest, "settings": plan.settings, "widths": plan.widths,
+                                   "folder": str(plan.folder.resolve()), "device": device},
+            num_cpus=s.cpus_per_actor, num_gpus=s.gpus_per_actor)
+        done = []
+        try:
+            for row in shards.iter_rows():
+                done.append(int(row["index"]))
+                bar.update(1)
+        except Exception as err:  # noqa: BLE001  (Ray wraps an actor's error in its own types)
+            cause = lamina_cause(err)
+            if cause is not None:
+                raise type(cause)(str(cause)) from None
+            raise StoreError(f"the Ray job failed: {str(err).strip().splitlines()[-1][:300]}; the shards "
+                             f"written so far are kept in {plan.folder}: rerun with --resume") from None
+        finally:
+            bar.close()
+        return done
