@@ -149,15 +149,18 @@ def extract_with(lm, docs: list[Document], settings: ExtractSettings, out: str |
         raise InputError(f"worker must be in 0..{workers - 1}, not {worker}")
     if executor is not None and workers > 1:
         raise InputError("--ray fills every shard of the store: drop --worker/--workers")
-    if executor is not None:
-        executor.start()  # connect and check the cluster's resources before anything is written
-    plan = plan_store(lm, docs, settings, out)
-    with StoreLock(plan.folder, WHOLE if workers == 1 else f"worker-{worker}-of-{workers}"):
-        todo = open_store(plan, resume, lambda i: i % workers == worker)
-        if executor is None:
-            fill_shards(lm, plan, todo, progress)
-        else:
-            executor.fill(lm, plan, todo, progress)
+    if executor is None:
+        plan = plan_store(lm, docs, settings, out)
+        with StoreLock(plan.folder, WHOLE if workers == 1 else f"worker-{worker}-of-{workers}"):
+            fill_shards(lm, plan, open_store(plan, resume, lambda i: i % workers == worker), progress)
+        return ActivationStore(plan.folder)
+    executor.start()  # connect and check the cluster's resources before anything is written
+    try:
+        plan = plan_store(lm, docs, settings, out)
+        with StoreLock(plan.folder, WHOLE):  # the actors write under the driver's lock
+            executor.fill(lm, plan, open_store(plan, resume), progress)
+    finally:
+        executor.close()
     return ActivationStore(plan.folder)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,23 +149,35 @@ def row_windows(row: dict) -> list:
             for d, s, f, n, e in zip(row["doc"], row["start"], row["first_counted"], row["lengths"], ends)]
 
 
+def model_identity(lm) -> dict:
+    """What an actor needs to load the driver's model, and the versions its values depend on."""
+    from lamina.store.manifest import library_versions
+
+    return {"model": lm.spec, "seed": lm.seed, "model_dtype": lm.info.get("dtype"), **library_versions()}
+
+
+def load_replica(identity: dict, device: str):
+    """The model of `identity` on this node, refused where the libraries differ from the driver's."""
+    from lamina.models.registry import load
+    from lamina.store.manifest import library_versions
+
+    differ = [f"{k} {identity[k]} (driver) vs {v} (here)" for k, v in library_versions().items()
+              if identity.get(k) != v]
+    if differ:
+        raise StoreError(f"a Ray node on {socket.gethostname()} has other library versions than the driver ("
+                         + "; ".join(differ) + "): its values would not match the driver's")
+    return load(identity["model"], seed=identity["seed"] or 0, dtype=identity["model_dtype"], device=device)
+
+
 class ShardWriter:
     """A Ray Data actor: one model replica that captures shards and writes them into the store."""
 
-    def __init__(self, manifest: dict, settings, widths: dict, folder: str, device: str):
+    def __init__(self, identity: dict, settings, widths: dict, folder: str, device: str):
         self.folder, self.settings, self.widths = Path(folder), settings, widths
         if not self.folder.is_dir() or not os.access(self.folder, os.W_OK):
             raise StoreError(f"a Ray node on {socket.gethostname()} cannot write {folder}: the store must be on a "
                              "filesystem every node mounts, writable by the Ray workers")
-        from lamina.models.registry import load
-        from lamina.store.manifest import library_versions
-
-        differ = [f"{k} {manifest[k]} (driver) vs {v} (here)" for k, v in library_versions().items()
-                  if manifest.get(k) != v]
-        if differ:
-            raise StoreError(f"a Ray node on {socket.gethostname()} has other library versions than the driver ("
-                             + "; ".join(differ) + "): its shards would not match the manifest")
-        self.lm = load(manifest["model"], seed=manifest["seed"] or 0, dtype=manifest["model_dtype"], device=device)
+        self.lm = load_replica(identity, device)
 
     def __call__(self, batch: dict) -> dict:
         from lamina.extract import write_shard_of
@@ -179,15 +192,39 @@ class ShardWriter:
         return {k: np.array(v) for k, v in out.items()}
 
 
+class ProfileWorker:
+    """A Ray Data actor: one model replica that reduces its rows' batches into per-site `LayerStats`."""
+
+    def __init__(self, identity: dict, sites: list[str], settings, device: str):
+        self.sites, self.settings = sites, settings
+        self.lm = load_replica(identity, device)
+
+    def __call__(self, batch: dict) -> dict:
+        from lamina.analyses.profile import profile_stats
+        from lamina.analyses.sources import ModelSource
+
+        out = {"index": [], "state": []}
+        for i in range(len(batch["index"])):
+            row = {k: v[i] for k, v in batch.items()}
+            source = ModelSource.from_windows(self.lm, row_windows(row), self.settings.skip_first)
+            index = int(row["index"])
+            stats = profile_stats(source, self.sites, self.settings.batch_size, progress=False,
+                                  seed=index * len(self.sites))
+            out["index"].append(index)
+            out["state"].append(pickle.dumps([s.state_dict() for s in stats]))  # statistics, never activations
+        return {"index": np.array(out["index"]), "state": np.array(out["state"], dtype=object)}
+
+
 class RayExecutor:
-    """Fills a store's shards on a Ray actor pool; pass it as `extract(..., executor=RayExecutor(...))`."""
+    """Runs a job's rows on a Ray actor pool: `extract(..., executor=RayExecutor(RaySettings(...)))` fills a
+    store's shards, `profile(..., executor=...)` reduces the corpus into mergeable statistics."""
 
     def __init__(self, settings: RaySettings = RaySettings()):
         self.settings = settings
         self.started = False
 
     def start(self) -> None:
-        """Connect and check the cluster can place the pool (called before the store is touched)."""
+        """Connect and check the cluster can place the pool (called before anything is written)."""
         ray = require_ray()
         self.started = connect(self.settings) or self.started
         try:
@@ -203,43 +240,65 @@ class RayExecutor:
 
     def fill(self, lm, plan, todo: list[int], progress: bool = True) -> None:
         """Write the shards in `todo` on the actor pool; every one must come back exactly once."""
+        rows = [windows_row(i, i * plan.per_shard, plan.windows_of(i)) for i in todo]
+        kwargs = {"identity": model_identity(lm), "settings": plan.settings, "widths": plan.widths,
+                  "folder": str(plan.folder.resolve())}
+        done = []
+        fails = f"the shards written so far are kept in {plan.folder}: rerun with --resume"
+        for row in self._run(ShardWriter, kwargs, rows, f"extract on Ray -> {plan.folder.name}", progress, fails):
+            done.append(int(row["index"]))
+        missing = sorted(set(todo) - set(done))
+        if missing:
+            raise StoreError(f"the Ray job ended without shard(s) {missing[:5]}; rerun with --resume")
+
+    def profile_stats(self, lm, source, sites: list[str], settings, progress: bool = True) -> list:
+        """One merged `LayerStats` per site: each row (a run of whole batches) reduced on an actor, the
+        states merged here in row order (so the result does not depend on which actor finished first)."""
+        from lamina.analyses.layer_stats import LayerStats
+
+        n_batches = -(-len(source.windows) // settings.batch_size)
+        per_row = settings.batch_size * max(1, -(-n_batches // (4 * self.settings.actors)))  # ~4 rows an actor
+        rows = [windows_row(i, start, source.windows[start:start + per_row])
+                for i, start in enumerate(range(0, len(source.windows), per_row))]
+        kwargs = {"identity": model_identity(lm), "sites": sites, "settings": settings}
+        merged, pending, following = None, {}, 0
+        for row in self._run(ProfileWorker, kwargs, rows, f"profile {settings.kind} on Ray", progress,
+                             "rerun the profile"):
+            pending[int(row["index"])] = [LayerStats.from_state_dict(sd) for sd in pickle.loads(row["state"])]
+            while following in pending:
+                part = pending.pop(following)
+                merged = part if merged is None else [m.merge(p) for m, p in zip(merged, part)]
+                following += 1
+        if following != len(rows):
+            raise InputError(f"the Ray job returned {following} of {len(rows)} parts of the profile; rerun it")
+        return merged
+
+    def _run(self, actor, kwargs: dict, rows: list[dict], desc: str, progress: bool, on_failure: str):
+        """Stream the output rows of `actor` mapped over `rows` (one row per call), then close the pool."""
         from tqdm.auto import tqdm
 
         ray = require_ray()
-        try:
-            if todo:
-                done = self._run(ray, plan, todo, tqdm(total=len(todo), desc=f"extract on Ray -> {plan.folder.name}",
-                                                       unit="shard", disable=not progress))
-                missing = sorted(set(todo) - set(done))
-                if missing:
-                    raise StoreError(f"the Ray job ended without shard(s) {missing[:5]}; rerun with --resume")
-        finally:
-            self.close()
-
-    def _run(self, ray, plan, todo, bar) -> list[int]:
         s = self.settings
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # lamina's own bar says how far the job is
         ray.data.DataContext.get_current().enable_progress_bars = False
-        rows = [windows_row(i, i * plan.per_shard, plan.windows_of(i)) for i in todo]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-        device = "cuda" if s.gpus_per_actor > 0 else "cpu"
-        shards = dataset.map_batches(
-            ShardWriter, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(s.actors, len(rows))),
-            fn_constructor_kwargs={"manifest": plan.manifest, "settings": plan.settings, "widths": plan.widths,
-                                   "folder": str(plan.folder.resolve()), "device": device},
-            num_cpus=s.cpus_per_actor, num_gpus=s.gpus_per_actor)
-        done = []
+        bar = tqdm(total=len(rows), desc=desc, unit="row", disable=not progress)
         try:
-            for row in shards.iter_rows():
-                done.append(int(row["index"]))
+            if not rows:
+                return
+            dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+            mapped = dataset.map_batches(
+                actor, batch_size=1, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=min(s.actors, len(rows))),
+                fn_constructor_kwargs={**kwargs, "device": "cuda" if s.gpus_per_actor > 0 else "cpu"},
+                num_cpus=s.cpus_per_actor, num_gpus=s.gpus_per_actor)
+            for row in mapped.iter_rows():
                 bar.update(1)
+                yield row
         except Exception as err:  # noqa: BLE001  (Ray wraps an actor's error in its own types)
             cause = lamina_cause(err)
             if cause is not None:
                 raise cause from None
-            raise StoreError(f"the Ray job failed: {str(err).strip().splitlines()[-1][:300]}; the shards "
-                             f"written so far are kept in {plan.folder}: rerun with --resume") from None
+            raise StoreError(f"the Ray job failed: {str(err).strip().splitlines()[-1][:300]}; {on_failure}") from None
         finally:
             bar.close()
-        return done
+            self.close()

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,29 @@ def test_ray_store_equals_single_process_llama(cluster, docs, tmp_path):
     got = extract(llama, docs, out=tmp_path / "ray", executor=RayExecutor(RaySettings(actors=2)), **kw)
     assert len(want.shards) > 4
     assert_same_store(got, want)
+
+
+def test_ray_profile_equals_single_process(cluster, docs):
+    """Each actor reduces its rows into LayerStats; the driver merges their state_dicts: the same profile."""
+    from lamina.analyses.profile import profile
+
+    llama = lamina.load("random:llama")
+    kw = {"kind": "resid_post", "context": 32, "batch_size": 4, "max_tokens": 1500, "progress": False}
+    want = profile(llama, docs, **kw)
+    got = profile(llama, docs, executor=RayExecutor(RaySettings(actors=2)), **kw)
+    assert got.settings == want.settings
+    t, w = got.table, want.table
+    assert w["n_tokens"].iloc[0] > 1000 and t["n_tokens"].tolist() == w["n_tokens"].tolist()
+    # Under the sample cap the median's sample is every value: exact. Top values and maxima are exact.
+    assert w["n_tokens"].iloc[0] * llama.anatomy.d_model < 2 * (1 << 17)
+    for column in ("median_abs", "top1_abs", "top2_abs", "top3_abs", "layer"):
+        assert t[column].tolist() == w[column].tolist(), column
+    # Moments: each batch's sums are float32 (layer_stats), whose rounding depends on the thread count of the
+    # reduction (an actor has 1 thread, this process 2); merged in float64.
+    for column in ("mean_token_norm", "mean", "std", "skew", "kurtosis", "frac_positive"):
+        np.testing.assert_allclose(t[column], w[column], rtol=1e-5, err_msg=column)
+    np.testing.assert_array_equal(got.dim_max_abs, want.dim_max_abs)
+    assert got.massive.equals(want.massive)
 
 
 def actor_pids() -> list[int]:
