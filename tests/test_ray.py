@@ -215,6 +215,11 @@ def test_unwritable_output_folder(cluster, tmp_path):
     one_line(runner.invoke(app, EXTRACT + ["--out", "/proc/lamina-x", "--ray", "auto"]), r"not writable")
 
 
+def test_profile_of_a_store_is_not_sent_to_ray(tmp_path):
+    result = runner.invoke(app, ["profile", "--store", str(tmp_path), "--ray", "auto", "--out", str(tmp_path / "p")])
+    one_line(result, r"--store reads the store in this process: drop --ray")
+
+
 def test_an_actor_error_comes_back_as_one_line(cluster, tmp_path):
     """An actor that cannot write the store (a node without the shared folder) fails the job with its own
     StoreError, not Ray's traceback; nothing is written."""

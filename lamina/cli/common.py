@@ -94,7 +94,7 @@ MaxTokOpt = typer.Option(None, "--max-tokens", min=0, help="Stop after this many
 MaxDocsOpt = typer.Option(None, "--max-docs", min=0, help="Use only the first N documents (0: no limit).")
 RayOpt = typer.Option(None, "--ray", metavar="auto|local|ADDRESS",
     help="Run on a Ray actor pool: auto (a running cluster, else a local one), local, or a cluster's HOST:PORT "
-         "/ ray://HOST:PORT. Needs pip install 'lamina[ray]'; see docs/SCALING.md.")
+         "/ ray://HOST:PORT. Needs pip install 'lamina\\[ray]'; see docs/SCALING.md.")
 ActorsOpt = typer.Option(1, "--actors", min=1, help="With --ray: model replicas in the actor pool.")
 CpusPerActorOpt = typer.Option(1.0, "--cpus-per-actor", min=0, help="With --ray: CPUs per actor.")
 GpusPerActorOpt = typer.Option(0.0, "--gpus-per-actor", min=0, help="With --ray: GPUs per actor (fractions share one).")
