@@ -81,6 +81,7 @@ def test_ray_store_equals_single_process_llama(cluster, docs, tmp_path):
     assert_same_store(got, want)
 
 
+@pytest.mark.slow  # about 50 s on 2 busy cores (a second actor pool starting)
 def test_ray_profile_equals_single_process(cluster, docs):
     """Each actor reduces its rows into LayerStats; the driver merges their state_dicts: the same profile."""
     from lamina.analyses.profile import profile
