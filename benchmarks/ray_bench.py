@@ -4,8 +4,8 @@
 
 One local Ray cluster (127.0.0.1, --cpus CPUs, no dashboard) is started once; every run is a fresh
 process (so its peak RSS is its own) that loads the model, then times `extract` alone: the single process
-with torch's default threads, or a driver that sends the shards to the pool (each actor: 1 CPU, so Ray sets
-1 thread). Runs are interleaved (single, ray-1, ray-2, single, ...) so a busy machine slows each alike.
+with torch's default threads (2 here) or with 1, or a driver that sends the shards to the pool (each actor:
+1 CPU, so Ray sets 1 thread). Runs are interleaved (single, ray-1, ray-2, single, ...) so a busy machine slows each alike.
 Ray's time includes starting the actors and loading one model replica in each: the overhead a short job
 pays. `steady tokens/s` is counted from the first shard written to the last (sidecar times), after the
 start-up. Each run's shard checksums are compared with the first single-process run's: the same bytes.
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD_MODES = ("single", "ray-1", "ray-2")
+CHILD_MODES = ("single", "single-1t", "ray-1", "ray-2")  # single-1t: one torch thread, as each actor has
 
 
 def child(args) -> None:
@@ -31,6 +31,10 @@ def child(args) -> None:
     from lamina.data.corpus import load_corpus
     from lamina.extract import extract
 
+    if args.mode == "single-1t":
+        import torch
+
+        torch.set_num_threads(1)
     lm = lamina.load(args.model)
     docs = load_corpus()
     executor = None
