@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[linguistics,dev,browse]"
+	$(BIN)/pip install -q -e ".[linguistics,dev,browse,ray]"
 	touch $@
 
 # The browser tests drive Debian's chromium with playwright (no browser download). Installed for the tests only,

@@ -53,6 +53,44 @@ def test_median_sample_is_uniform_when_decimated():
     assert r["median_abs"] == pytest.approx(0.5, abs=0.04)
 
 
+def test_layer_stats_merge_equals_one_pass():
+    """Three parts reduced apart and merged (through state_dict, as from Ray actors) equal one pass over all
+    the rows: moments to float64 rounding, top-k, maxima and the exact median (under the sample cap)."""
+    gen = torch.Generator().manual_seed(1)
+    parts = [torch.randn(n, 16, generator=gen).exponential_() * torch.sign(torch.randn(n, 16, generator=gen))
+             for n in (40, 3, 71)]
+    parts[1][2, 5] = 700.0
+    ids = torch.arange(114).split([40, 3, 71])
+    whole = LayerStats(sample_cap=10_000)
+    pieces = []
+    for i, (x, rows) in enumerate(zip(parts, ids)):
+        whole.update(x, rows)
+        piece = LayerStats(sample_cap=10_000, seed=i)
+        piece.update(x, rows)
+        pieces.append(LayerStats.from_state_dict(piece.state_dict()))
+    merged = pieces[0].merge(pieces[1]).merge(pieces[2])
+    want, got = whole.result(), merged.result()
+    assert got.pop("top") == want.pop("top")
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got["median_abs"] == np.median(torch.cat(parts).abs().numpy())  # every value: exact
+    assert torch.equal(merged.dim_max_abs, whole.dim_max_abs)
+
+
+def test_layer_stats_merge_of_thinned_samples_stays_uniform():
+    """Parts that each thinned their median sample (to different rates) merge into a uniform sample of rows."""
+    x = torch.rand(6000, 40)  # |x| uniform on (0, 1): median 0.5
+    big, small = LayerStats(sample_cap=2_000, seed=1), LayerStats(sample_cap=2_000, seed=2)
+    big.update(x[:5000], torch.arange(5000))
+    small.update(x[5000:], torch.arange(5000, 6000))
+    rates = (big.rate, small.rate)
+    assert rates[0] < rates[1]
+    merged = big.merge(small)
+    assert merged.rate == min(rates)
+    assert 2_000 <= merged.sample_size <= 4_000 and merged.sample_size % 40 == 0  # whole rows
+    assert merged.result()["median_abs"] == pytest.approx(0.5, abs=0.04)
+    assert merged.n_rows == 6000
+
+
 @pytest.fixture(scope="module")
 def planted():
     """random:gpt_neox with a huge constant on dimension 17 written by block 2's MLP (its output bias)."""

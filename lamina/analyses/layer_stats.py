@@ -74,15 +74,64 @@ class LayerStats:
             if keep.any():
                 self.sample.append(absx[keep].reshape(-1))
                 self.sample_size += int(keep.sum()) * d
-        # Past twice the cap, halve the rate and thin the sample by whole rows (amortised: rare).
+        self._fit(d)
+
+    def _thin(self, keep: float, d: int) -> None:
+        """Keep each sampled row with probability `keep` (the sampling rate becomes rate x keep)."""
+        thinned = []
+        for s in self.sample:
+            rows = s.reshape(-1, d)
+            thinned.append(rows[torch.rand(len(rows), generator=self.generator) < keep].reshape(-1))
+        self.sample, self.rate = thinned, self.rate * keep
+        self.sample_size = sum(s.numel() for s in self.sample)
+
+    def _fit(self, d: int) -> None:
+        """Past twice the cap, halve the rate and thin the sample by whole rows (amortised: rare)."""
         while self.sample_size > 2 * self.sample_cap and self.sample_size > 2 * d:
-            self.rate /= 2
-            thinned = []
-            for s in self.sample:
-                rows = s.reshape(-1, d)
-                thinned.append(rows[torch.rand(len(rows), generator=self.generator) < 0.5].reshape(-1))
-            self.sample = thinned
-            self.sample_size = sum(s.numel() for s in self.sample)
+            self._thin(0.5, d)
+
+    def merge(self, other: "LayerStats") -> "LayerStats":
+        """Fold in the statistics of other rows (another process's, another actor's); in place, returns self.
+
+        Moments, the top-k and the maxima merge exactly (up to float64 rounding). The median's samples are
+        brought to the lower of the two rates and joined, so the result is again a uniform sample of rows;
+        while neither side has thinned (up to `sample_cap` values in all) it is every value, as in one pass."""
+        if other.n_rows == 0:
+            return self
+        self.moments.merge(other.moments)
+        self.top.merge(other.top)
+        self.dim_max_abs = (other.dim_max_abs.clone() if self.dim_max_abs is None
+                            else torch.maximum(self.dim_max_abs, other.dim_max_abs))
+        self.norm_sum += other.norm_sum
+        self.n_rows += other.n_rows
+        d = other.dim_max_abs.numel()
+        theirs = LayerStats.from_state_dict(other.state_dict())  # a copy to thin, with our generator
+        theirs.generator = self.generator
+        if theirs.rate > self.rate:
+            theirs._thin(self.rate / theirs.rate, d)
+        elif self.rate > theirs.rate:
+            self._thin(theirs.rate / self.rate, d)
+        self.sample += theirs.sample
+        self.sample_size += theirs.sample_size
+        self._fit(d)
+        return self
+
+    def state_dict(self) -> dict:
+        """Plain tensors and numbers (what crosses the network from a Ray actor); see `from_state_dict`."""
+        return {"moments": self.moments.state_dict(), "top": self.top.state_dict(), "dim_max_abs": self.dim_max_abs,
+                "norm_sum": self.norm_sum, "n_rows": self.n_rows, "rate": self.rate, "sample_cap": self.sample_cap,
+                "sample": torch.cat(self.sample) if self.sample else torch.zeros(0)}
+
+    @classmethod
+    def from_state_dict(cls, sd: dict, seed: int = 0) -> "LayerStats":
+        stats = cls(top_k=int(sd["top"]["k"]), sample_cap=sd["sample_cap"], seed=seed)
+        stats.moments = RunningMoments.from_state_dict(sd["moments"])
+        stats.top = RunningTopK.from_state_dict(sd["top"])
+        stats.dim_max_abs, stats.norm_sum, stats.n_rows = sd["dim_max_abs"], sd["norm_sum"], sd["n_rows"]
+        stats.rate = sd["rate"]
+        stats.sample = [sd["sample"]] if sd["sample"].numel() else []
+        stats.sample_size = sd["sample"].numel()
+        return stats
 
     def result(self) -> dict:
         """Plain numbers: the laminar profile row of this layer (before massive-activation labels)."""

@@ -12,7 +12,7 @@ dimension, document, position and token.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -53,24 +53,62 @@ def _readings(lm, kind: str, method: str) -> list[tuple[str, int, str]]:
     return rows + [(f"resid_post.{N - 1} (raw, by hook)", N - 1, f"resid_post.{N - 1}")]
 
 
+@dataclass(frozen=True)
+class ProfileSettings:
+    """What a profile computes, built by keyword (the CLI's options) and sent as it is to Ray actors."""
+    kind: str = "resid_post"
+    method: str = "hooks"           # hooks or hidden-states
+    context: int = 128
+    stride: int | None = None
+    batch_size: int = 8
+    skip_first: bool = False
+    pack: bool = False
+    max_tokens: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "batch_size", validate.integer("batch_size", self.batch_size))
+        object.__setattr__(self, "max_tokens", validate.limit("max_tokens", self.max_tokens))
+        if self.kind not in PROFILE_KINDS:
+            raise InputError(f"cannot profile '{self.kind}'; choose one of {', '.join(PROFILE_KINDS)}")
+        if self.method not in ("hooks", "hidden-states"):
+            raise InputError(f"unknown --method '{self.method}'; choose hooks or hidden-states")
+
+
 def profile(lm, docs: list[Document], kind: str = "resid_post", method: str = "hooks", context: int = 128,
             stride: int | None = None, batch_size: int = 8, skip_first: bool = False, pack: bool = False,
-            max_tokens: int | None = None, progress: bool = True) -> ProfileResult:
-    """Stream the corpus through the model once and profile every layer of `kind`."""
+            max_tokens: int | None = None, progress: bool = True, executor=None) -> ProfileResult:
+    """Stream the corpus through the model once and profile every layer of `kind`.
+
+    `executor`: None runs in this process; a `lamina.ray_jobs.RayProfileExecutor` on a Ray actor pool."""
+    settings = ProfileSettings(kind=kind, method=method, context=context, stride=stride, batch_size=batch_size,
+                               skip_first=skip_first, pack=pack, max_tokens=max_tokens)
+    return profile_with(lm, docs, settings, progress=progress, executor=executor)
+
+
+def profile_with(lm, docs: list[Document], settings: ProfileSettings, progress: bool = True,
+                 executor=None) -> ProfileResult:
+    """`profile` with its settings as one `ProfileSettings` (what the CLI builds)."""
     from lamina.models.registry import as_model
 
     lm = as_model(lm)
-    batch_size, max_tokens = validate.integer("batch_size", batch_size), validate.limit("max_tokens", max_tokens)
-    if kind not in PROFILE_KINDS:
-        raise InputError(f"cannot profile '{kind}'; choose one of {', '.join(PROFILE_KINDS)}")
-    if method not in ("hooks", "hidden-states"):
-        raise InputError(f"unknown --method '{method}'; choose hooks or hidden-states")
-    lm.sites([kind])  # unknown on this architecture -> SiteError
-    source = ModelSource(lm, docs, context, stride, pack, max_tokens, skip_first)
-    settings = {"model": lm.spec, "kind": kind, "method": method, "context": context, "stride": stride or context,
-                "batch_size": batch_size, "skip_first": skip_first, "pack": pack, "max_tokens": max_tokens,
-                "n_windows": len(source.windows), "corpus": fingerprint(docs)[:16], "n_docs": len(docs)}
-    return profile_from(source, _readings(lm, kind, method), settings, batch_size, progress)
+    s = settings
+    readings = _readings(lm, s.kind, s.method)
+    lm.sites([s.kind])  # unknown on this architecture -> SiteError
+    sites = [site for _, _, site in readings]
+    if executor is not None:
+        executor.start()  # connect and check the cluster's resources before the corpus is tokenized
+    try:
+        source = ModelSource(lm, docs, s.context, s.stride, s.pack, s.max_tokens, s.skip_first)
+        if executor is None:
+            stats = profile_stats(source, sites, s.batch_size, progress, s.kind)
+        else:
+            stats = executor.profile_stats(lm, source, sites, s, progress)
+    finally:
+        if executor is not None:
+            executor.close()
+    results = {"model": lm.spec, **asdict(s), "stride": s.stride or s.context, "n_windows": len(source.windows),
+               "corpus": fingerprint(docs)[:16], "n_docs": len(docs)}
+    return profile_result(source, readings, stats, results)
 
 
 def profile_store(store, kind: str = "resid_post", batch_size: int = 8, tokenizer=None,
@@ -96,15 +134,26 @@ def profile_store(store, kind: str = "resid_post", batch_size: int = 8, tokenize
 def profile_from(source, readings: list[tuple[str, int, str]], settings: dict, batch_size: int = 8,
                  progress: bool = True) -> ProfileResult:
     """Profile each (label, layer, site) reading over the batches of a source (the model or a store)."""
-    sites = [site for _, _, site in readings]
-    stats = [LayerStats(seed=i) for i in range(len(readings))]
+    stats = profile_stats(source, [site for _, _, site in readings], batch_size, progress, settings["kind"])
+    return profile_result(source, readings, stats, settings)
+
+
+def profile_stats(source, sites: list[str], batch_size: int = 8, progress: bool = True, kind: str = "",
+                  seed: int = 0) -> list[LayerStats]:
+    """One `LayerStats` per site over every batch of the source's windows (one Ray actor: its rows' windows)."""
+    stats = [LayerStats(seed=seed + i) for i in range(len(sites))]
     n_batches = -(-len(source.windows) // batch_size)
-    for batch, counted in tqdm(source.stream(sites, batch_size), total=n_batches,
-                               desc=f"profile {settings['kind']}", unit="batch", disable=not progress):
+    for batch, counted in tqdm(source.stream(sites, batch_size), total=n_batches, desc=f"profile {kind}",
+                               unit="batch", disable=not progress):
         rows = batch.row_ids.flatten() if bool(batch.count.all()) else batch.row_ids[batch.count]
         for stat, site in zip(stats, sites):
             stat.update(counted[site], rows)
+    return stats
 
+
+def profile_result(source, readings: list[tuple[str, int, str]], stats: list[LayerStats],
+                   settings: dict) -> ProfileResult:
+    """The profile's table and massive activations from the statistics of each reading."""
     table, massive = [], []
     decode = source.tokenizer.decode if source.tokenizer is not None else lambda ids: str(ids[0])
     for (label, layer, site), stat in zip(readings, stats):

@@ -71,6 +71,15 @@ class ModelSource(WindowTable):
         self.doc_ids = [d.id for d in docs]
         self.context = context
 
+    @classmethod
+    def from_windows(cls, lm, windows: list[Window], skip_first: bool = False, doc_ids=()) -> "ModelSource":
+        """A source over given windows (a Ray actor's share of a corpus), without tokenizing anything."""
+        source = cls.__new__(cls)
+        WindowTable.__init__(source, windows, skip_first)
+        source.lm, source.tokenizer, source.spec = lm, lm.tokenizer, lm.spec
+        source.doc_ids, source.context = list(doc_ids), max((len(w.ids) for w in windows), default=0)
+        return source
+
     def neuron(self, text: str) -> tuple[str, int]:
         """`SITE:INDEX` -> (site name, index), checked against the model."""
         site, index = self.lm.neuron(text)

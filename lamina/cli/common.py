@@ -93,6 +93,12 @@ SkipFirstOpt = typer.Option(False, "--skip-first", help="Leave each window's fir
 PackOpt = typer.Option(False, "--pack", help="Join documents into full windows (no padding; windows cross documents).")
 MaxTokOpt = typer.Option(None, "--max-tokens", min=0, help="Stop after this many tokens (0: no limit).")
 MaxDocsOpt = typer.Option(None, "--max-docs", min=0, help="Use only the first N documents (0: no limit).")
+RayOpt = typer.Option(None, "--ray", metavar="auto|local|ADDRESS",
+    help="Run on a Ray actor pool: auto (a running cluster, else a local one), local, or a cluster's HOST:PORT "
+         "/ ray://HOST:PORT. Needs pip install 'lamina\\[ray]'; see docs/SCALING.md.")
+ActorsOpt = typer.Option(1, "--actors", min=1, help="With --ray: model replicas in the actor pool.")
+CpusPerActorOpt = typer.Option(1.0, "--cpus-per-actor", min=0, help="With --ray: CPUs per actor.")
+GpusPerActorOpt = typer.Option(0.0, "--gpus-per-actor", min=0, help="With --ray: GPUs per actor (fractions share one).")
 
 
 @app.callback()
@@ -131,3 +137,14 @@ def dump(obj) -> str:
 
 store_app = typer.Typer(help="Inspect activation stores.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+
+
+def ray_executor(address: str | None, actors: int, cpus_per_actor: float, gpus_per_actor: float):
+    """The `--ray` options as a `RayExecutor` (None without --ray); no Ray installed: one line, before any work."""
+    if address is None:
+        return None
+    from lamina.ray_jobs import RayExecutor, RaySettings, require_ray
+
+    require_ray()
+    return RayExecutor(RaySettings(address=address, actors=actors, cpus_per_actor=cpus_per_actor,
+                                   gpus_per_actor=gpus_per_actor))

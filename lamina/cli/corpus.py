@@ -7,9 +7,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (BatchOpt, ContextOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, PackOpt,
-                               SeedOpt, SkipFirstOpt, StrideOpt, TextFieldOpt, app, console, dump, err_console, load,
-                               store_app, user_errors)
+from lamina.cli.common import (ActorsOpt, BatchOpt, ContextOpt, CorpusOpt, CpusPerActorOpt, GpusPerActorOpt, JsonOpt,
+                               MaxDocsOpt, MaxTokOpt, ModelOpt, PackOpt, RayOpt, SeedOpt, SkipFirstOpt, StrideOpt,
+                               TextFieldOpt, app, console, dump, err_console, load, ray_executor, store_app,
+                               user_errors)
+from lamina.errors import InputError
 
 
 @app.command()
@@ -32,14 +34,19 @@ def profile(
         help="Profile the layers of --kind held in an activation store instead of running the model."),
     out: Path = typer.Option(Path("lamina-out/profile"), "--out", "-o", help="Folder for tables, plots and HTML."),
     as_json: bool = JsonOpt,
+    ray: Optional[str] = RayOpt,
+    actors: int = ActorsOpt,
+    cpus_per_actor: float = CpusPerActorOpt,
+    gpus_per_actor: float = GpusPerActorOpt,
 ):
     """Laminar profile of a site kind over a corpus: per-layer statistics and massive activations."""
-    from lamina.analyses.profile import profile as run_profile
-    from lamina.analyses.profile import profile_store
+    from lamina.analyses.profile import ProfileSettings, profile_store, profile_with
     from lamina.report.output import atomic_output, check_output
     from lamina.report.profile_report import write_profile
 
     check_output(out)
+    if store is not None and ray is not None:
+        raise InputError("--store reads the store in this process: drop --ray, or drop --store to run the model on Ray")
     if store is not None:
         from lamina.models.registry import load_tokenizer
         from lamina.store import ActivationStore
@@ -51,9 +58,12 @@ def profile(
     else:
         from lamina.data.corpus import load_corpus
 
+        settings = ProfileSettings(kind=kind, method=method, context=context, stride=stride, batch_size=batch_size,
+                                   skip_first=skip_first, pack=pack, max_tokens=max_tokens)
+        executor = ray_executor(ray, actors, cpus_per_actor, gpus_per_actor)
         docs = load_corpus(corpus, text_field, max_docs)
         lm = load(model, seed)
-        result = run_profile(lm, docs, kind, method, context, stride, batch_size, skip_first, pack, max_tokens)
+        result = profile_with(lm, docs, settings, executor=executor)
     with atomic_output(out) as tmp:
         paths = {name: out / path.name for name, path in write_profile(result, tmp).items()}
     if as_json:
@@ -88,20 +98,30 @@ def extract(
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted store."),
+    windows_per_shard: Optional[int] = typer.Option(None, "--windows-per-shard", min=1,
+        help="Windows per shard file (default: shards of about 128 MiB); the unit a worker or Ray actor fills."),
     worker: int = typer.Option(0, "--worker", min=0, help="This worker's index (parallel filling)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Number of workers filling the store."),
+    ray: Optional[str] = RayOpt,
+    actors: int = ActorsOpt,
+    cpus_per_actor: float = CpusPerActorOpt,
+    gpus_per_actor: float = GpusPerActorOpt,
 ):
     """Capture sites over a corpus into an activation store on disk (resumable, checksummed shards)."""
     from lamina.data.corpus import load_corpus
-    from lamina.extract import extract as run_extract
+    from lamina.extract import ExtractSettings, extract_with
     from lamina.report.output import check_output
 
     check_output(out)
+    settings = ExtractSettings(sites=sites, context=context, stride=stride, batch_size=batch_size, dtype=dtype,
+                               skip_first=skip_first, pack=pack, max_tokens=max_tokens,
+                               windows_per_shard=windows_per_shard)
+    executor = ray_executor(ray, actors, cpus_per_actor, gpus_per_actor)
     docs = load_corpus(corpus, text_field, max_docs)
     lm = load(model, seed)
     try:
-        store = run_extract(lm, docs, sites, out, context, stride, batch_size, dtype, resume, skip_first, pack,
-                            max_tokens, worker, workers)
+        store = extract_with(lm, docs, settings, out, resume=resume, worker=worker, workers=workers,
+                             executor=executor)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: complete shards are kept in {out}; rerun with --resume")
         raise typer.Exit(130) from None

@@ -131,7 +131,9 @@ def _replace_synced(tmp: Path, final: Path) -> None:
 def write_shard(folder: Path, index: int, tensors: dict[str, torch.Tensor], info: dict) -> dict:
     """Write one shard and then its sidecar; on any failure nothing of this shard remains."""
     path, side = shard_path(folder, index), sidecar_path(folder, index)
-    tmp, side_tmp = path.with_suffix(".tmp"), side.with_suffix(".tmp")
+    # Temporary names of our own: a retried shard (a Ray task re-run while a killed attempt's files remain)
+    # never writes into another writer's temporary file; each rename is atomic, and the contents are equal.
+    tmp, side_tmp = path.with_suffix(f".tmp{os.getpid()}"), side.with_suffix(f".tmp{os.getpid()}-json")
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         _replace_synced(tmp, path)
