@@ -84,7 +84,9 @@ def connect(settings: RaySettings) -> bool:
     if ray.is_initialized():  # a notebook's or a test's own connection: use it as it is
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+    # Ray's own notices (token authentication) are not the user's business on stderr; failures still reach the
+    # user as exceptions, turned into one line by the CLI.
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "error"}
     local = {"address": "local", "num_cpus": max(1, int(np.ceil(settings.actors * settings.cpus_per_actor))), **quiet}
     if settings.address == "local":
         ray.init(**local)
