@@ -24,9 +24,9 @@ def main(argv=None):
     N = lm.n_layers
     layers = sorted({0, N // 2, N - 1})
     samples = token_length(lm.tokenizer, max_tokens=L.pick(800, 6000), max_per_group=L.pick(400, 2000))
-    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 50), n_examples=0,
+    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 30), n_examples=0,
                   progress=False)
-    run_controls(lm, samples, result, site="mlp_post", permutations=L.pick(3, 50))
+    run_controls(lm, samples, result, site="mlp_post", layers=layers, permutations=L.pick(3, 30))
     hist = result.lessons["histograms"]
     plt = L.plt()
     fig, ax = plt.subplots(1, 1 + len(layers), figsize=(4 * (1 + len(layers)), 3.2))

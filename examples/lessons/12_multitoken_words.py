@@ -26,7 +26,7 @@ def main(argv=None):
         if pooling == "last":
             samples.split_report.to_csv(L.out / "split_report.csv", index=False)
             n_split = len(samples.split_report)
-        r = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 50), probes=False,
+        r = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 20), probes=False,
                  n_examples=0, progress=False, reference_permutations=0)
         counts[pooling] = dict(zip(r.laminar["layer"].tolist(), r.laminar["n_significant"].tolist()))
         ax.plot(r.laminar["layer"], r.laminar["n_significant"], "o-", label=f"{pooling} sub-token")

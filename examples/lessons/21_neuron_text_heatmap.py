@@ -25,7 +25,7 @@ def main(argv=None):
     best = r.neurons.loc[r.neurons["t"].abs().idxmax()]
     neuron = best["name"]
     ex = top_examples(lm, [neuron], load_corpus(max_docs=L.pick(3, None)), k=4, before=L.pick(10, 16), after=5,
-                      max_tokens=L.pick(600, 12000), progress=False).neurons[neuron]
+                      max_tokens=L.pick(600, 8000), progress=False).neurons[neuron]
     shown = ex["top"] + ex.get("random", [])[:2]
     vmax = max(abs(ex["max"] or 1.0), abs(ex["min"] or 0.0))
     plt = L.plt()
