@@ -16,6 +16,7 @@ from common import Lesson
 from lamina.analyses.contrasts import category
 from lamina.analyses.sample_activations import gather_activations
 from lamina.analyses.tuning import describe_test, design_for
+from lamina.models import random_like
 from lamina.stats import correct_pvalues, permutation_null, primary_test
 
 
@@ -31,6 +32,9 @@ def main(argv=None):
     n = primary_test(X, y, design).assign(neuron=np.arange(X.shape[1]))
     n["significant"] = correct_pvalues(n["p"].to_numpy(), "fdr_bh", "model").reject   # one layer: its own family
     null = permutation_null(X, y, L.pick(5, 100), design=design)          # the count's null, same unit
+    # the random-weights control: the same words, test and correction on a model of the same shape
+    Xr = gather_activations(random_like(lm, seed=1), samples, lm.sites([f"mlp_post.{layer}"]))[f"mlp_post.{layer}"]
+    n_random = int(correct_pvalues(primary_test(Xr, y, design)["p"].to_numpy(), "fdr_bh", "model").reject.sum())
     n = n.sort_values("t")
     k = L.pick(10, 20)
     cols = np.r_[n["neuron"].to_numpy()[-k:][::-1], n["neuron"].to_numpy()[:k]]
@@ -53,14 +57,15 @@ def main(argv=None):
     best = n.loc[n["t"].abs().idxmax()] if n_sig else None         # never a "best" neuron when none passes
     summary = {"layer": layer, "n_words": len(samples.rows), "groups": samples.groups,
                "n_significant": n_sig, "null_count_high": null.band[1], "null_p_value": null.p_value,
+               "n_significant_random_weights": n_random,
                "n_neurons": X.shape[1], "best_neuron": f"mlp_post.{layer}:{int(best['neuron'])}" if n_sig else
                "none significant", "best_t": float(best["t"]) if n_sig else None,
                "test": describe_test(samples, 0.05, design)}
     print(f"{summary['test']}; BH within the layer; {len(null.null_counts)} label permutations at the same unit")
     print(f"layer {layer}: {n_sig} of {X.shape[1]} significant (null 95% up to {null.band[1]:g}, p = "
-          f"{null.p_value:.3g})")
+          f"{null.p_value:.3g}); random-weights model: {n_random}")
     return L.finish(summary, look="the left image's two blocks (rows split by category) against the right "
-                                  "image's noise; the count against its null",
+                                  "image's noise; the count against its null and the random-weights model",
                     differs="the course ranked neurons by a t-test on every word as independent; lamina "
                             "clusters by word type x paragraph and states the null of the count")
 
