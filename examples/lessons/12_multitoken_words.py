@@ -20,7 +20,7 @@ def main(argv=None):
     layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 3)))
     plt = L.plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    counts = {}
+    counts, nulls = {}, {}
     for pooling in ("last", "first", "mean"):
         samples = category(lm.tokenizer, word_pooling=pooling)
         if pooling == "last":
@@ -29,14 +29,17 @@ def main(argv=None):
         r = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 20), probes=False,
                  n_examples=0, progress=False, reference_permutations=0)
         counts[pooling] = dict(zip(r.laminar["layer"].tolist(), r.laminar["n_significant"].tolist()))
+        nulls[pooling] = dict(zip(r.laminar["layer"].tolist(), r.laminar["null_count_high"].tolist()))
         ax.plot(r.laminar["layer"], r.laminar["n_significant"], "o-", label=f"{pooling} sub-token")
         print(f"{pooling:>5}: significant per layer", r.laminar["n_significant"].tolist())
+    ax.plot(r.laminar["layer"], r.laminar["null_count_high"], "k:", label="null 95% high (mean sub-token)")
     ax.set_xlabel("layer")
     ax.set_ylabel("significant neurons (BH within layer)")
     ax.legend(fontsize=7)
     ax.set_title(f"{n_split} of {len(samples.rows)} words split into several tokens", fontsize=8)
     L.figure(fig, "pooling")
-    return L.finish({"n_words": len(samples.rows), "n_split": n_split, "n_significant": counts},
+    return L.finish({"n_words": len(samples.rows), "n_split": n_split, "n_significant": counts,
+                     "null_count_high": nulls},
                     look="split_report.csv (which words split) and whether the three readings' counts agree")
 
 

@@ -44,6 +44,7 @@ def main(argv=None):
     summary = {"layer": layer, "spearman_p": rho, "n_neurons": len(n),
                "significant": {"clustered": int((n["q"] < 0.05).sum()), "welch": int((n["q_occurrence"] < 0.05).sum()),
                                "logistic_lr": int((n["logit_q"] < 0.05).sum())},
+               "null_count_high_clustered": float(r.laminar["null_count_high"].iloc[0]),
                "n_separable": int(r.neurons["separable"].sum()),
                "best_cv_balanced_accuracy": float(n["cv_balanced_accuracy"].max())}
     print(r.settings["statement"])

@@ -37,7 +37,8 @@ def main(argv=None):
         b.plot(lam["layer"], lam["best_cv_balanced_accuracy"], "o-", ms=3, label=site)
         out[site] = {"fraction_significant": lam["fraction_significant"].round(4).tolist(), "best_neuron": best,
                      "best_cv_balanced_accuracy": lam["best_cv_balanced_accuracy"].round(3).tolist(),
-                     "n_neurons": int(lam["n_neurons"].iloc[0])}
+                     "n_neurons": int(lam["n_neurons"].iloc[0]),
+                     "n_significant": lam["n_significant"].tolist(), "null_count_high": lam["null_count_high"].tolist()}
     a.set_xlabel("layer")
     a.set_ylabel("fraction significant (band: null 95%)")
     a.legend(fontsize=7)
