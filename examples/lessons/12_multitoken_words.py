@@ -17,7 +17,7 @@ from lamina.analyses.tuning import tune
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 3)))
+    layers = L.layers(3)
     plt = L.plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     counts, nulls = {}, {}
@@ -26,7 +26,7 @@ def main(argv=None):
         if pooling == "last":
             samples.split_report.to_csv(L.out / "split_report.csv", index=False)
             n_split = len(samples.split_report)
-        r = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 20), probes=False,
+        r = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.permutations(3, 20), probes=False,
                  n_examples=0, progress=False, reference_permutations=0)
         counts[pooling] = dict(zip(r.laminar["layer"].tolist(), r.laminar["n_significant"].tolist()))
         nulls[pooling] = dict(zip(r.laminar["layer"].tolist(), r.laminar["null_count_high"].tolist()))

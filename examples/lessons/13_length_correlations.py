@@ -19,8 +19,8 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
     samples = token_length(lm.tokenizer, max_tokens=L.pick(800, 6000), max_per_group=L.pick(400, 2000))
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 3)))
-    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 20), n_examples=0, progress=False)
+    layers = L.layers(3)
+    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.permutations(3, 20), n_examples=0, progress=False)
     rh = result.lessons["r_histogram"]
     image = rh.pivot(index="layer", columns="bin_left", values="count")
     edges = list(image.columns) + [float(rh["bin_right"].max())]

@@ -19,9 +19,9 @@ from lamina.analyses.tuning import tune
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 3)))
+    layers = L.layers(3)
     result = tune(lm, category(lm.tokenizer), site="mlp_post", layers=layers, rank_by=("mean_diff",),
-                  permutations=L.pick(3, 20), n_examples=0, progress=False, reference_permutations=0)
+                  permutations=L.permutations(3, 20), n_examples=0, progress=False, reference_permutations=0)
     print(result.settings["statement"])
     best = result.top.iloc[0]
     n_sig = int(result.neurons["significant"].sum())

@@ -20,7 +20,7 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv, extra=[(("--layer",), {"type": int, "default": None})])
     lm = L.lm
     layer = L.args.layer if L.args.layer is not None else L.middle_layer()
-    r = tune(lm, category(lm.tokenizer), site="mlp_post", layers=[layer], permutations=L.pick(3, 20), probes=False,
+    r = tune(lm, category(lm.tokenizer), site="mlp_post", layers=[layer], permutations=L.permutations(3, 20), probes=False,
              n_examples=0, progress=False, reference_permutations=0)
     best = r.neurons.loc[r.neurons["t"].abs().idxmax()]
     neuron = best["name"]

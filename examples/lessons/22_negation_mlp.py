@@ -60,8 +60,8 @@ def count(lm, table_path, column, layers, permutations, unit):
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 5)))
-    perms = L.pick(3, 20)
+    layers = L.layers(5)
+    perms = L.permutations(3, 20)
     # lamina's matched design
     samples = negation(lm.tokenizer, max_per_group=L.pick(40, None))
     ours = tune(lm, samples, site="mlp_post", layers=layers, rank_by=("mean_diff",), permutations=perms,

@@ -19,12 +19,12 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
     samples = negation(lm.tokenizer, max_per_group=L.pick(40, None))
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 4)))
+    layers = L.layers(4)
     plt = L.plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
     out = {}
     for site in ("q", "k", "v"):
-        r = tune(lm, samples, site=site, layers=layers, permutations=L.pick(3, 20), probes=False, n_examples=0,
+        r = tune(lm, samples, site=site, layers=layers, permutations=L.permutations(3, 20), probes=False, n_examples=0,
                  progress=False, reference_permutations=0)
         lam = r.laminar
         best = [f"{L_}:{n}" if k > 0 else "none significant"
