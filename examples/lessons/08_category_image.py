@@ -43,7 +43,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     rand = rng.choice(X.shape[1], 2 * k, replace=False)
     plt = L.plt()
-    fig, ax = plt.subplots(1, 2, figsize=(10, 5))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 5), layout="constrained")
     n_a = int(y.sum())
     for a, c, title in ((ax[0], cols, f"top {k} + / top {k} - neurons by t"), (ax[1], rand, f"{2 * k} random neurons")):
         im = a.imshow(Z[order][:, c], aspect="auto", cmap="coolwarm", vmin=-3, vmax=3, interpolation="nearest")
@@ -52,7 +52,7 @@ def main(argv=None):
         a.set_xlabel("neuron")
         a.set_ylabel(f"{samples.groups[0]} (top) | {samples.groups[1]} (bottom) words")
     fig.colorbar(im, ax=ax, shrink=0.7, label="z-scored activation")
-    L.figure(fig, "words_x_neurons")
+    L.figure(fig, "words_x_neurons", tight=False)   # constrained layout keeps the colour bar apart
     n_sig = int(n["significant"].sum())
     best = n.loc[n["t"].abs().idxmax()] if n_sig else None         # never a "best" neuron when none passes
     summary = {"layer": layer, "n_words": len(samples.rows), "groups": samples.groups,

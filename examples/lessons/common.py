@@ -82,8 +82,8 @@ class Lesson:
     def plt(self):
         return pyplot()
 
-    def figure(self, fig, name: str) -> Path:
-        path = save(fig, self.out / f"{name}.png", dpi=DPI)
+    def figure(self, fig, name: str, tight: bool = True) -> Path:
+        path = save(fig, self.out / f"{name}.png", dpi=DPI, tight=tight)
         self.figures.append(path.name)
         return path
 
