@@ -103,13 +103,17 @@ def compare_tunes(neurons_a: pd.DataFrame, neurons_b: pd.DataFrame, statistic: s
     per_layer = pd.DataFrame([{"layer": L, **concordance(g["stat_a"], g["stat_b"], g["sig_a"], g["sig_b"])}
                               for L, g in j.groupby("layer", sort=True)])
     overall = concordance(j["stat_a"], j["stat_b"], j["sig_a"], j["sig_b"])
-    describe = lambda s: {k: s[k] for k in ("contrast", "model", "site", "test", "group_sizes") if k in (s or {})}
     settings = {"statistic": statistic, "labels": list(labels),
-                "runs": {labels[0]: describe(settings_a), labels[1]: describe(settings_b)},
+                "runs": {labels[0]: _describe(settings_a), labels[1]: _describe(settings_b)},
                 "unmatched": {labels[0]: len(neurons_a) - len(j), labels[1]: len(neurons_b) - len(j)},
                 "note": "correlation and overlap p-values treat neurons as independent: descriptive; compare "
                         "with the same two runs on shuffled labels or a random-weights model"}
     return TuneComparison(j, per_layer, overall, settings)
+
+
+def _describe(settings: dict | None) -> dict:
+    """The few settings that say what a run was (contrast, model, site, test, group sizes)."""
+    return {k: settings[k] for k in ("contrast", "model", "site", "test", "group_sizes") if k in (settings or {})}
 
 
 def compare_tune_runs(path_a, path_b, statistic: str = "t") -> TuneComparison:

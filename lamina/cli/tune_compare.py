@@ -17,10 +17,11 @@ def tune_compare(
     run_a: Path = typer.Argument(..., help="The --out folder of one `lamina tune` run."),
     run_b: Path = typer.Argument(..., help="The --out folder of another run (same site and layers)."),
     statistic: str = typer.Option("t", "--statistic", help="The per-neuron column compared: t (default), r, d, ..."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write comparison.json, per_layer.csv, joined_neurons.csv and comparison.png here."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Write comparison.json, the CSV tables and comparison.png here."),
     as_json: bool = JsonOpt,
 ):
-    """Do two tune runs agree? Correlation of the per-neuron statistic and overlap of the significant sets, per layer."""
+    """Do two tune runs agree? Correlation of the per-neuron statistic, overlap of the significant sets, per layer."""
     from lamina.analyses.tune_compare import compare_tune_runs, write_comparison
     from lamina.report.output import atomic_output, check_output
 
