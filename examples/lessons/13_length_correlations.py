@@ -20,7 +20,8 @@ def main(argv=None):
     lm = L.lm
     samples = token_length(lm.tokenizer, max_tokens=L.pick(800, 6000), max_per_group=L.pick(400, 2000))
     layers = L.layers(3)
-    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.permutations(3, 20), n_examples=0, progress=False)
+    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.permutations(3, 20), n_examples=0,
+                  progress=False)
     rh = result.lessons["r_histogram"]
     image = rh.pivot(index="layer", columns="bin_left", values="count")
     edges = list(image.columns) + [float(rh["bin_right"].max())]

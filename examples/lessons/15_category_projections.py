@@ -53,7 +53,8 @@ def main(argv=None):
                      "null_count_high": result.laminar["null_count_high"].tolist(),
                      "best_neuron": best["name"] if n_sig else "none significant", "strongest_neuron": best["name"],
                      "best_t": best["t"], "best_q": best["q"],
-                     "top_neurons": result.top.head(3)[["name", "t", "q", "cv_balanced_accuracy"]].to_dict(orient="records"),
+                     "top_neurons": result.top.head(3)[["name", "t", "q", "cv_balanced_accuracy"]]
+                     .to_dict(orient="records"),
                      "projection": {f"{s}/{v}/{d}": g["token"].tolist() for (s, v, d), g in groups}},
                     look="whether the output-side tokens of the best dental/household neuron are themselves "
                          "dental or household words")

@@ -57,6 +57,11 @@ def null_rhos(X, y, designs, rows, n_draws, seed, same_words):
     return out
 
 
+def band(nulls, key):
+    """2.5%, 50% and 97.5% of a null's figure `key` (None when no draw was usable)."""
+    return [float(np.percentile([c[key] for c in nulls], q)) for q in (2.5, 50, 97.5)] if nulls else None
+
+
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv, extra=[(("--layer",), {"type": int, "default": None})])
     lm = L.lm
@@ -76,7 +81,6 @@ def main(argv=None):
     n_null = L.pick(4, 30)
     words_null = null_rhos(X, y, designs, rows, n_null, 0, same_words=True)
     indep_null = null_rhos(X, y, designs, rows, n_null, 1, same_words=False)
-    band = lambda nulls, k: [float(np.percentile([c[k] for c in nulls], q)) for q in (2.5, 50, 97.5)] if nulls else None
     ta = tables["A"]["t"].to_numpy()
     best = int(np.nanargmax(np.abs(ta)))
     per_word = {h: rows[h].assign(v=X[h][:, best]).groupby(["word_type", "group"])["v"].mean() for h in halves}

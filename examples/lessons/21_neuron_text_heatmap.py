@@ -20,7 +20,8 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv, extra=[(("--layer",), {"type": int, "default": None})])
     lm = L.lm
     layer = L.args.layer if L.args.layer is not None else L.middle_layer()
-    r = tune(lm, category(lm.tokenizer), site="mlp_post", layers=[layer], permutations=L.permutations(3, 20), probes=False,
+    r = tune(lm, category(lm.tokenizer), site="mlp_post", layers=[layer], permutations=L.permutations(3, 20),
+             probes=False,
              n_examples=0, progress=False, reference_permutations=0)
     best = r.neurons.loc[r.neurons["t"].abs().idxmax()]
     neuron = best["name"]
@@ -38,7 +39,8 @@ def main(argv=None):
                  fontsize=9)
     L.figure(fig, "text_heatmap")
     return L.finish({"neuron": neuron, "t": best["t"], "q": best["q"], "significant": significant,
-                     "n_significant_in_layer": int(r.neurons["significant"].sum()), "max": ex["max"], "mean": ex["mean"],
+                     "n_significant_in_layer": int(r.neurons["significant"].sum()), "max": ex["max"],
+                     "mean": ex["mean"],
                      "top_tokens": [e["token"] for e in ex["top"]]},
                     look="whether the red tokens of the top windows are dental / household words or something else")
 
