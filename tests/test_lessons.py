@@ -46,6 +46,14 @@ CHECKS = {  # lesson -> a value its summary must hold (known by construction)
     # both designs of lesson 10 give the three comparisons for every layer, and the generated test its two
     "10": lambda s: all(len(s[k]) == 3 and all(len(v) == 4 for v in s[k].values())
                         for k in ("course_design", "carrier_design")) and len(s["generated_test"]) == 2,
+    # a "best" neuron is named only when one passes the test; the random-weights control is reported
+    "08": lambda s: (s["best_neuron"] == "none significant") == (s["n_significant"] == 0)
+                    and 0 <= s["n_significant_random_weights"] <= s["n_neurons"],
+    "15": lambda s: (s["best_neuron"] == "none significant") == (s["n_significant"] == 0),
+    "21": lambda s: s["significant"] == (s["q"] < 0.05),
+    # the concordance comes with both nulls (shared word-type labels, independent shuffles)
+    "16": lambda s: -1 <= s["spearman_t"] <= 1 and min(s["n_null_draws"]) > 0
+                    and s["null_spearman_shared_word_labels_2.5_50_97.5"] is not None,
     "23": lambda s: all(b == "none significant" or ":" in b for v in s["sites"].values() for b in v["best_neuron"]),
 }
 

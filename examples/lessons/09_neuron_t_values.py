@@ -31,7 +31,7 @@ def main(argv=None):
     lm = L.lm
     layer = L.args.layer if L.args.layer is not None else L.middle_layer()
     samples = category(lm.tokenizer)
-    result = tune(lm, samples, site="mlp_post", layers=[layer], permutations=L.pick(5, 100), probes=False,
+    result = tune(lm, samples, site="mlp_post", layers=[layer], permutations=L.permutations(5, 100), probes=False,
                   n_examples=0, progress=False, reference_permutations=0)
     n = result.neurons
     sig = n[n["significant"]]

@@ -14,6 +14,7 @@ import numpy as np
 from common import Lesson
 
 from lamina.analyses.contrasts import token_length
+from lamina.analyses.sample_activations import parse_layers
 from lamina.analyses.tuning import tune
 from lamina.analyses.tuning_controls import run_controls
 
@@ -22,11 +23,11 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
     N = lm.n_layers
-    layers = sorted({0, N // 2, N - 1})
+    layers = parse_layers(L.args.layers, N) if L.args.layers else sorted({0, N // 2, N - 1})
     samples = token_length(lm.tokenizer, max_tokens=L.pick(800, 6000), max_per_group=L.pick(400, 2000))
-    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.pick(3, 50), n_examples=0,
+    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.permutations(3, 30), n_examples=0,
                   progress=False)
-    run_controls(lm, samples, result, site="mlp_post", permutations=L.pick(3, 50))
+    run_controls(lm, samples, result, site="mlp_post", layers=layers, permutations=L.permutations(3, 30))
     hist = result.lessons["histograms"]
     plt = L.plt()
     fig, ax = plt.subplots(1, 1 + len(layers), figsize=(4 * (1 + len(layers)), 3.2))

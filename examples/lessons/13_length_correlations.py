@@ -19,7 +19,9 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
     samples = token_length(lm.tokenizer, max_tokens=L.pick(800, 6000), max_per_group=L.pick(400, 2000))
-    result = tune(lm, samples, site="mlp_post", permutations=L.pick(3, 30), n_examples=0, progress=False)
+    layers = L.layers(3)
+    result = tune(lm, samples, site="mlp_post", layers=layers, permutations=L.permutations(3, 20), n_examples=0,
+                  progress=False)
     rh = result.lessons["r_histogram"]
     image = rh.pivot(index="layer", columns="bin_left", values="count")
     edges = list(image.columns) + [float(rh["bin_right"].max())]

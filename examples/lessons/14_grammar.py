@@ -23,9 +23,11 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
     samples = nouns_verbs(lm.tokenizer, max_tokens=L.pick(1500, 8000), max_per_group=L.pick(80, 300))
-    result = tune(lm, samples, site="mlp_post", rank_by=("mean_diff",), permutations=L.pick(3, 50),
+    layers = L.layers(3)
+    result = tune(lm, samples, site="mlp_post", layers=layers, rank_by=("mean_diff",),
+                  permutations=L.permutations(3, 20),
                   n_examples=L.pick(1, 4), progress=False)
-    run_controls(lm, samples, result, site="mlp_post", permutations=L.pick(3, 50))
+    run_controls(lm, samples, result, site="mlp_post", layers=layers, permutations=L.permutations(3, 20))
     write_tuning(result, L.out / "tune")
     lam, ctl = result.laminar, result.controls
     plt = L.plt()

@@ -19,11 +19,14 @@ from lamina.analyses.tuning import tune
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 2)))
+    layers = L.layers(3)
     result = tune(lm, category(lm.tokenizer), site="mlp_post", layers=layers, rank_by=("mean_diff",),
-                  permutations=L.pick(3, 50), n_examples=0, progress=False, reference_permutations=0)
+                  permutations=L.permutations(3, 20), n_examples=0, progress=False, reference_permutations=0)
     print(result.settings["statement"])
     best = result.top.iloc[0]
+    n_sig = int(result.neurons["significant"].sum())
+    if not n_sig:   # never call a neuron "best" or "tuned" when none passes the test
+        print("no neuron passes BH in any layer: the projections below are of the largest |t|, not of a tuned neuron")
     tables = {}
     for row in result.top.head(3).itertuples():
         print(f"\n{row.name}: t = {row.t:.2f}, q = {row.q:.2g}, CV balanced accuracy {row.cv_balanced_accuracy:.2f}")
@@ -41,11 +44,17 @@ def main(argv=None):
         a.barh(range(len(g))[::-1], g[score])
         a.set_yticks(range(len(g))[::-1], [repr(t)[:14] for t in g["token"]], fontsize=7)
         a.set_title(f"{side}: {view}\n{direction}", fontsize=7)
-    fig.suptitle(f"{best['name']}: t = {best['t']:.2f}", fontsize=9)
+    fig.suptitle(f"{best['name']}: t = {best['t']:.2f}, q = {best['q']:.2g}"
+                 + ("" if n_sig else " (none significant: the largest |t|)"), fontsize=9)
     L.figure(fig, "projections")
     df.to_csv(L.out / "projections.csv", index=False)
-    return L.finish({"best_neuron": best["name"], "best_t": best["t"], "best_q": best["q"],
-                     "top_neurons": result.top.head(3)[["name", "t", "q", "cv_balanced_accuracy"]].to_dict(orient="records"),
+    return L.finish({"n_significant": n_sig, "layers": result.laminar["layer"].tolist(),
+                     "n_significant_per_layer": result.laminar["n_significant"].tolist(),
+                     "null_count_high": result.laminar["null_count_high"].tolist(),
+                     "best_neuron": best["name"] if n_sig else "none significant", "strongest_neuron": best["name"],
+                     "best_t": best["t"], "best_q": best["q"],
+                     "top_neurons": result.top.head(3)[["name", "t", "q", "cv_balanced_accuracy"]]
+                     .to_dict(orient="records"),
                      "projection": {f"{s}/{v}/{d}": g["token"].tolist() for (s, v, d), g in groups}},
                     look="whether the output-side tokens of the best dental/household neuron are themselves "
                          "dental or household words")

@@ -23,7 +23,7 @@ def main(argv=None):
     lm = L.lm
     layer = L.args.layer if L.args.layer is not None else L.middle_layer()
     r = tune(lm, nouns_verbs(lm.tokenizer, max_tokens=L.pick(1500, 8000), max_per_group=L.pick(80, 400)),
-             site="mlp_post", layers=[layer], permutations=L.pick(3, 50), probes=False, n_examples=0,
+             site="mlp_post", layers=[layer], permutations=L.permutations(3, 20), probes=False, n_examples=0,
              progress=False, reference_permutations=0)
     n = r.neurons.dropna(subset=["p_occurrence", "logit_p"])
     rho = stats.spearmanr(n["p_occurrence"], n["logit_p"])[0]
@@ -44,6 +44,7 @@ def main(argv=None):
     summary = {"layer": layer, "spearman_p": rho, "n_neurons": len(n),
                "significant": {"clustered": int((n["q"] < 0.05).sum()), "welch": int((n["q_occurrence"] < 0.05).sum()),
                                "logistic_lr": int((n["logit_q"] < 0.05).sum())},
+               "null_count_high_clustered": float(r.laminar["null_count_high"].iloc[0]),
                "n_separable": int(r.neurons["separable"].sum()),
                "best_cv_balanced_accuracy": float(n["cv_balanced_accuracy"].max())}
     print(r.settings["statement"])

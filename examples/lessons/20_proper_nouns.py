@@ -21,8 +21,9 @@ def main(argv=None):
     lm = L.lm
     samples = proper_nouns(lm.tokenizer, max_tokens=L.pick(2500, 15000), max_per_group=L.pick(60, 300))
     print(samples.describe(), *samples.notes, sep="\n")
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 2)))
-    result = tune(lm, samples, site="mlp_post", layers=layers, rank_by=("mean_diff",), permutations=L.pick(3, 50),
+    layers = L.layers(3)
+    result = tune(lm, samples, site="mlp_post", layers=layers, rank_by=("mean_diff",),
+                  permutations=L.permutations(3, 20),
                   n_examples=0, progress=False, probes=False)
     lam = result.laminar
     plt = L.plt()

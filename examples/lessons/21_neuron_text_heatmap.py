@@ -20,21 +20,27 @@ def main(argv=None):
     L = Lesson(__doc__, __file__, argv, extra=[(("--layer",), {"type": int, "default": None})])
     lm = L.lm
     layer = L.args.layer if L.args.layer is not None else L.middle_layer()
-    r = tune(lm, category(lm.tokenizer), site="mlp_post", layers=[layer], permutations=L.pick(3, 20), probes=False,
+    r = tune(lm, category(lm.tokenizer), site="mlp_post", layers=[layer], permutations=L.permutations(3, 20),
+             probes=False,
              n_examples=0, progress=False, reference_permutations=0)
     best = r.neurons.loc[r.neurons["t"].abs().idxmax()]
     neuron = best["name"]
+    significant = bool(best["significant"])       # the largest |t| is a "tuned" neuron only if it passes BH
     ex = top_examples(lm, [neuron], load_corpus(max_docs=L.pick(3, None)), k=4, before=L.pick(10, 16), after=5,
-                      max_tokens=L.pick(600, 12000), progress=False).neurons[neuron]
+                      max_tokens=L.pick(600, 8000), progress=False).neurons[neuron]
     shown = ex["top"] + ex.get("random", [])[:2]
     vmax = max(abs(ex["max"] or 1.0), abs(ex["min"] or 0.0))
     plt = L.plt()
     fig, ax = plt.subplots(len(shown), 1, figsize=(10, 0.9 * len(shown) + 0.5))
     for a, e, kind in zip(ax, shown, ["top"] * len(ex["top"]) + ["random"] * 2):
         token_heatmap(a, e["tokens"], e["activations"], f"{kind}: {e['value']:.2f} at {e['token']!r}", vmax=vmax)
-    fig.suptitle(f"{neuron} (t = {best['t']:.2f}, higher for {'dental' if best['t'] > 0 else 'household'})", fontsize=9)
+    fig.suptitle(f"{neuron} (t = {best['t']:.2f}, q = {best['q']:.2g}, higher for "
+                 f"{'dental' if best['t'] > 0 else 'household'}" + ("" if significant else "; NOT significant") + ")",
+                 fontsize=9)
     L.figure(fig, "text_heatmap")
-    return L.finish({"neuron": neuron, "t": best["t"], "q": best["q"], "max": ex["max"], "mean": ex["mean"],
+    return L.finish({"neuron": neuron, "t": best["t"], "q": best["q"], "significant": significant,
+                     "n_significant_in_layer": int(r.neurons["significant"].sum()), "max": ex["max"],
+                     "mean": ex["mean"],
                      "top_tokens": [e["token"] for e in ex["top"]]},
                     look="whether the red tokens of the top windows are dental / household words or something else")
 

@@ -60,15 +60,15 @@ def count(lm, table_path, column, layers, permutations, unit):
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 3)))
-    perms = L.pick(3, 50)
+    layers = L.layers(5)
+    perms = L.permutations(3, 20)
     # lamina's matched design
     samples = negation(lm.tokenizer, max_per_group=L.pick(40, None))
     ours = tune(lm, samples, site="mlp_post", layers=layers, rank_by=("mean_diff",), permutations=perms,
                 n_examples=0, progress=False, reference_permutations=0, probes=False)
     run_controls(lm, samples, ours, site="mlp_post", layers=layers, permutations=perms, probes=False)
     # the course's design, and its token-identity control
-    table = course_windows(lm, width=L.pick(41, 101), per_token=L.pick(12, 40))
+    table = course_windows(lm, width=L.pick(41, 101), per_token=L.pick(12, 25))
     table["not_vs_other"] = [("not" if t == "not" else "other negation") for t in table["target"]]
     path = L.out / "course_windows.csv"
     table.to_csv(path, index=False)
@@ -104,6 +104,10 @@ def main(argv=None):
                "matched_controls": ctl.to_dict(orient="records"),
                "course_welch": frac(course), "course_clustered_by_token": frac(course_clustered),
                "token_identity_control": frac(identity),
+               "null_count_high": {"course_welch": course.laminar["null_count_high"].tolist(),
+                                   "course_clustered_by_token": course_clustered.laminar["null_count_high"].tolist(),
+                                   "token_identity_control": identity.laminar["null_count_high"].tolist()},
+               "n_tested": {"matched": ours.laminar["n_tested"].tolist(), "course": course.laminar["n_tested"].tolist()},
                "course_window_counts": table.groupby(["kind", "target"]).size().to_dict(),
                "matched_test": ours.settings["test"]}
     print(summary)

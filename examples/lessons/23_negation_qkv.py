@@ -13,19 +13,22 @@ from common import Lesson
 
 from lamina.analyses.contrasts import negation
 from lamina.analyses.tuning import tune
+from lamina.analyses.tuning_controls import run_controls
 
 
 def main(argv=None):
     L = Lesson(__doc__, __file__, argv)
     lm = L.lm
     samples = negation(lm.tokenizer, max_per_group=L.pick(40, None))
-    layers = L.pick(None, ",".join(str(k) for k in range(0, lm.n_layers, 2)))
+    layers = L.layers(4)
     plt = L.plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
     out = {}
     for site in ("q", "k", "v"):
-        r = tune(lm, samples, site=site, layers=layers, permutations=L.pick(3, 50), probes=False, n_examples=0,
+        r = tune(lm, samples, site=site, layers=layers, permutations=L.permutations(3, 20), probes=False, n_examples=0,
                  progress=False, reference_permutations=0)
+        # the controls lesson 22 shows the pairs need: a neutral word inserted instead, and random weights
+        run_controls(lm, samples, r, site=site, layers=layers, permutations=L.permutations(3, 20), probes=False)
         lam = r.laminar
         best = [f"{L_}:{n}" if k > 0 else "none significant"
                 for L_, n, k in zip(lam["layer"], lam["best_neuron"], lam["n_significant"])]
@@ -37,7 +40,9 @@ def main(argv=None):
         b.plot(lam["layer"], lam["best_cv_balanced_accuracy"], "o-", ms=3, label=site)
         out[site] = {"fraction_significant": lam["fraction_significant"].round(4).tolist(), "best_neuron": best,
                      "best_cv_balanced_accuracy": lam["best_cv_balanced_accuracy"].round(3).tolist(),
-                     "n_neurons": int(lam["n_neurons"].iloc[0])}
+                     "n_neurons": int(lam["n_neurons"].iloc[0]),
+                     "n_significant": lam["n_significant"].tolist(), "null_count_high": lam["null_count_high"].tolist(),
+                     "controls": r.controls.to_dict(orient="records")}
     a.set_xlabel("layer")
     a.set_ylabel("fraction significant (band: null 95%)")
     a.legend(fontsize=7)

@@ -5,6 +5,8 @@ Each lesson is `examples/lessons/NN_title.py` with a `main(argv)`; the command l
     --model SPEC   the model (default: the embedded smollm2-135m; random:llama for mechanics)
     --quick        tiny settings (the smoke test runs every lesson this way on a random model)
     --out DIR      where figures and summary.json go (default lamina-out/lessons/NN-title)
+    --layers L     the layers a whole-model lesson tunes (a list 0,10,20 or a range 0-29), instead of its default
+    --permutations N  label permutations for the count's null, instead of the lesson's default
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ class Lesson:
         parser.add_argument("--model", default=lamina.DEFAULT_MODEL, help="model spec (default %(default)s)")
         parser.add_argument("--quick", action="store_true", help="tiny settings, for tests")
         parser.add_argument("--out", default=None, help="output folder (default lamina-out/lessons/NN-title)")
+        parser.add_argument("--layers", default=None, help="layers a whole-model lesson tunes (default: the lesson's)")
+        parser.add_argument("--permutations", type=int, default=None, help="permutations of the count's null "
+                            "(default: the lesson's)")
         for args, kw in (extra or []):
             parser.add_argument(*args, **kw)
         self.args = parser.parse_args(argv)
@@ -57,6 +62,16 @@ class Lesson:
     def pick(self, quick, full):
         return quick if self.quick else full
 
+    def layers(self, every: int):
+        """The layers a whole-model lesson tunes: --layers, else every `every`-th layer (all of them with --quick)."""
+        if self.args.layers:
+            return self.args.layers
+        return self.pick(None, ",".join(str(k) for k in range(0, self.lm.n_layers, every)))
+
+    def permutations(self, quick: int, full: int) -> int:
+        """Permutations of the count's null: --permutations, else the lesson's quick / full default."""
+        return self.args.permutations if self.args.permutations is not None else self.pick(quick, full)
+
     def middle_layer(self) -> int:
         return self.lm.n_layers // 2
 
@@ -67,8 +82,8 @@ class Lesson:
     def plt(self):
         return pyplot()
 
-    def figure(self, fig, name: str) -> Path:
-        path = save(fig, self.out / f"{name}.png", dpi=DPI)
+    def figure(self, fig, name: str, tight: bool = True) -> Path:
+        path = save(fig, self.out / f"{name}.png", dpi=DPI, tight=tight)
         self.figures.append(path.name)
         return path
 

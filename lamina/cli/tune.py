@@ -194,7 +194,8 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
     for r in lam.itertuples():
         n = r.n_neurons
         band = f"{r.null_low * n:.0f}-{r.null_high * n:.0f}" if hasattr(r, "null_high") else "-"
-        cells = [str(r.layer), str(r.n_significant), f"{r.fraction_significant:.1%}", band, str(r.best_neuron)]
+        best = str(r.best_neuron) if r.n_significant else "none significant"  # no "best" neuron without a hit
+        cells = [str(r.layer), str(r.n_significant), f"{r.fraction_significant:.1%}", band, best]
         if "n_significant_occurrence" in lam:
             cells.insert(2, str(r.n_significant_occurrence))
         if binary:
