@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from lamina.anatomy.check import max_abs_diff, tolerance
 from lamina import validate
+from lamina.memory import trim_heap
 from lamina.errors import AnatomyCheckError
 
 CHUNK_TOKENS = 512  # positions per vocabulary projection
@@ -165,6 +166,7 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
                     "top_probs": s["top_p"].tolist(),
                 }))
                 del logits, s
+                trim_heap()  # without it the heap fragments: RSS grows with the steps (lamina/memory.py)
                 bar.update()
             del final, final_logp, p_final
         bar.close()
