@@ -39,6 +39,8 @@ class ReportsMeta(LanguageModel):
         self.real: dict[int, torch.Tensor] = {}   # id of a meta input -> the CPU tensor it stands for
         self.handed: set[int] = set()              # ids of inputs already checked and swapped
         self.checked = 0                           # forward passes whose inputs were all on meta
+        self.alive: list[torch.Tensor] = []        # every tensor whose id is a key above, kept alive: a freed
+                                                   # tensor's id is reused, and would pass for a checked one
 
     @property
     def device(self) -> torch.device:
@@ -54,6 +56,7 @@ class ReportsMeta(LanguageModel):
         finally:
             self.on = META
         self.real.update({id(moved[k]): values[k].clone() for k in moved})  # a copy: the swap must not touch the caller's
+        self.alive.extend(moved.values())
         return moved
 
     def check(self, module, args, kwargs):
