@@ -14,6 +14,7 @@ import argparse
 import resource
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import lamina
@@ -35,7 +36,9 @@ def main() -> None:
     args = p.parse_args()
     lm = lamina.load(args.model)
     raw = args.file.read_text() if args.file else " ".join(d.text for d in builtin_corpus())
-    ids = lm.tokenize([" ".join(raw.split())], truncate=True)["input_ids"][0][:args.tokens]
+    with warnings.catch_warnings():  # the corpus is longer than the context on purpose: cut below
+        warnings.simplefilter("ignore")
+        ids = lm.tokenize([" ".join(raw.split())], truncate=True)["input_ids"][0][:args.tokens]
     text = lm.tokenizer.decode(ids.tolist())
     marks = {"load": peak_gb()}
     t = time.perf_counter()
