@@ -7,7 +7,7 @@ import pytest
 from lamina.analyses.contrasts import token_length
 from lamina.analyses.profile import profile, profile_store
 from lamina.analyses.sources import StoreSource
-from lamina.analyses.stored_samples import stored_activations
+from lamina.analyses.stored_samples import StoredSamples
 from lamina.analyses.top_examples import top_examples, top_examples_from
 from lamina.analyses.tuning import gather_activations
 from lamina.data.corpus import Document, load_corpus
@@ -65,13 +65,13 @@ def test_tuning_samples_from_store_equal_gather_activations(llama, tmp_path):
     store = extract(llama, texts, ["mlp_post.2", "resid_post.1"], tmp_path / "s", context=64, dtype="float32",
                     progress=False)
     live = gather_activations(llama, samples, ["mlp_post.2", "resid_post.1"])
-    stored = stored_activations(store, samples, ["mlp_post.2", "resid_post.1"], llama.tokenizer)
+    stored = StoredSamples(store, llama.tokenizer).activations(samples, ["mlp_post.2", "resid_post.1"])
     for site in live:
         assert stored[site].shape == live[site].shape == (len(samples.rows), live[site].shape[1])
         np.testing.assert_allclose(stored[site], live[site], rtol=1e-5, atol=1e-5)
     other = extract(llama, texts[1:], ["mlp_post.2"], tmp_path / "other", context=64, dtype="float32", progress=False)
     with pytest.raises(InputError, match="not documents of"):
-        stored_activations(other, samples, ["mlp_post.2"], llama.tokenizer)
+        StoredSamples(other, llama.tokenizer).activations(samples, ["mlp_post.2"])
 
 
 def test_incomplete_store_is_refused(llama, docs, tmp_path):

@@ -128,7 +128,3 @@ class StoredSamples:
             values[held] = gather(self.store, site, found[held], np.full(int(held.sum()), neuron)).float().numpy()
         bounds = np.cumsum([len(i) for i in ids])[:-1]
         return [(list(i), v) for i, v in zip(ids, np.split(values, bounds))]
-
-def stored_activations(store, samples, sites, tokenizer) -> dict[str, np.ndarray]:
-    """{site: float32 [n_samples, n_neurons]} for a SampleSet, from a store holding its texts as documents."""
-    return StoredSamples(store, tokenizer).activations(samples, sites)
