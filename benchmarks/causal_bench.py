@@ -13,8 +13,8 @@ import time
 import torch
 
 import lamina
-from lamina.analyses.causal import Ablate, Reference
-from lamina.analyses.patching import patch_pair
+from lamina.analyses.causal.interventions import Ablate, Reference
+from lamina.analyses.causal.patching import patch_pair
 from lamina.edits import Edit, bind_all
 
 torch.set_num_threads(2)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import lamina
-from lamina.analyses.profile import profile
+from lamina.analyses.profile.laminar import profile
 from lamina.data.corpus import load_corpus
 from lamina.extract import extract
 

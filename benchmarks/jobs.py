@@ -85,7 +85,7 @@ def mem_job(spec: str, variant: str, batch: int, tokens: int) -> dict:
 
 def profile_job(spec: str, method: str, max_tokens: int, batch_size: int = 8, context: int = 128) -> dict:
     """Profile every resid_post over the first `max_tokens` tokens of the (repeated) built-in corpus."""
-    from lamina.analyses.profile import profile
+    from lamina.analyses.profile.laminar import profile
     from lamina.data.windows import batches, corpus_windows
 
     torch.set_num_threads(THREADS)
@@ -121,7 +121,7 @@ def profile_paired_job(spec: str, max_tokens: int, rounds: int, batch_size: int 
     slice each time: each method's time divided by the bare forward's in the same round (paired)."""
     import statistics
 
-    from lamina.analyses.profile import profile
+    from lamina.analyses.profile.laminar import profile
     from lamina.data.windows import batches, corpus_windows
 
     torch.set_num_threads(THREADS)

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 import lamina
-from lamina.analyses.logit_lens import logit_lens
+from lamina.analyses.vocab.logit_lens import logit_lens
 from lamina.data.corpus import builtin_corpus
 from lamina.report.logit_lens_plot import plot_lens_heatmap, plot_lens_layers
 

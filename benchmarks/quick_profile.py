@@ -2,7 +2,7 @@
 import time, torch, lamina, sys
 from lamina.data.corpus import load_corpus
 from lamina.data.windows import corpus_windows, batches
-from lamina.analyses.profile import profile
+from lamina.analyses.profile.laminar import profile
 torch.set_num_threads(2)
 lm = lamina.load(sys.argv[1]); docs = load_corpus(); T = int(sys.argv[2])
 ws = corpus_windows(lm, docs, 128, max_tokens=T)

@@ -124,7 +124,7 @@ def top_paired(model: str, site: str, max_tokens: int, folder: Path, rounds: int
     """top-examples over the same corpus: from a store (extracted once) vs running the model, interleaved."""
     import lamina
     from lamina.analyses.sources import StoreSource
-    from lamina.analyses.top_examples import top_examples, top_examples_from
+    from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
     from lamina.data.corpus import load_corpus
     from lamina.extract import extract
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 import lamina
-from lamina.analyses.contrasts import nouns_verbs
-from lamina.analyses.sample_activations import gather_activations, parse_layers
-from lamina.analyses.tuning import design_for
+from lamina.analyses.tuning.contrasts import nouns_verbs
+from lamina.analyses.tuning.samples import gather_activations, parse_layers
+from lamina.analyses.tuning.run import design_for
 from lamina.models import random_like
 from lamina.stats import count_per_layer, label_draws, null_band, null_pvalues, primary_test
 

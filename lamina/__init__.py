@@ -11,19 +11,19 @@ from lamina.models import DEFAULT_MODEL, LanguageModel, load
 from lamina.version import __version__
 
 _LAZY = {  # name -> module that defines it
-    "profile": "lamina.analyses.profile",
+    "profile": "lamina.analyses.profile.laminar",
     "extract": "lamina.extract",
-    "logit_lens": "lamina.analyses.logit_lens",
-    "project": "lamina.analyses.projections",
-    "tune": "lamina.analyses.tuning",
-    "build_contrast": "lamina.analyses.contrasts",
-    "maximize": "lamina.analyses.maximize",
-    "top_examples": "lamina.analyses.top_examples",
+    "logit_lens": "lamina.analyses.vocab.logit_lens",
+    "project": "lamina.analyses.vocab.projections",
+    "tune": "lamina.analyses.tuning.run",
+    "build_contrast": "lamina.analyses.tuning.contrasts",
+    "maximize": "lamina.analyses.neurons.maximize",
+    "top_examples": "lamina.analyses.neurons.top_examples",
     "load_corpus": "lamina.data.corpus",
     "ActivationStore": "lamina.store",
     "Edit": "lamina.edits",
-    "Ablate": "lamina.analyses.causal",
-    "Steer": "lamina.analyses.causal",
+    "Ablate": "lamina.analyses.causal.interventions",
+    "Steer": "lamina.analyses.causal.interventions",
 }
 
 

@@ -8,7 +8,7 @@
 
 `Capture(..., edits=[...])` installs them: one hook per module both writes (first) and reads (after), so an
 edit and a capture of any later site share one forward pass. `mean` and `resample` ablations are `set`
-edits whose value comes from a reference corpus (lamina/analyses/causal.py: `Ablate`, `reference_stats`).
+edits whose value comes from a reference corpus (lamina/analyses/causal/interventions.py: `Ablate`, `reference_stats`).
 Every write is out of place: the module's own output tensor (which a capture may hold) is never changed.
 """
 from __future__ import annotations

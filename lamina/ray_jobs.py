@@ -202,7 +202,7 @@ class ProfileWorker:
         self.lm = load_replica(identity, device)
 
     def __call__(self, batch: dict) -> dict:
-        from lamina.analyses.profile import profile_stats
+        from lamina.analyses.profile.laminar import profile_stats
         from lamina.analyses.sources import ModelSource
 
         out = {"index": [], "state": []}
@@ -256,7 +256,7 @@ class RayExecutor:
     def profile_stats(self, lm, source, sites: list[str], settings, progress: bool = True) -> list:
         """One merged `LayerStats` per site: each row (a run of whole batches) reduced on an actor, the
         states merged here in row order (so the result does not depend on which actor finished first)."""
-        from lamina.analyses.layer_stats import LayerStats
+        from lamina.analyses.profile.layer_stats import LayerStats
 
         n_batches = -(-len(source.windows) // settings.batch_size)
         per_row = settings.batch_size * max(1, -(-n_batches // (4 * self.settings.actors)))  # ~4 rows an actor

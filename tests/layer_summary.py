@@ -1,6 +1,6 @@
 """`LayerSummary`: running moments, top-k and a histogram composed into one layer's summary, merged and saved
 together. It lives with the tests: it proves that lamina's running statistics (lamina/runningstats.py) compose
-and round-trip as a whole. The profile's own per-layer statistics are `lamina/analyses/layer_stats.py`.
+and round-trip as a whole. The profile's own per-layer statistics are `lamina/analyses/profile/layer_stats.py`.
 """
 import math
 

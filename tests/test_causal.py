@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import lamina
-from lamina.analyses.causal import Ablate, Steer, bootstrap_ratio, edit_metrics, reference_stats
-from lamina.analyses.causal_tuning import causal_tuning, matched_random, top_neurons
-from lamina.analyses.patching import align_positions, patch_pair
-from lamina.analyses.planted import plant_neuron
+from lamina.analyses.causal.interventions import Ablate, Steer, reference_stats
+from lamina.analyses.causal.metrics import bootstrap_ratio, edit_metrics
+from lamina.analyses.causal.from_tune import causal_tuning, matched_random, top_neurons
+from lamina.analyses.causal.patching import align_positions, patch_pair
+from lamina.analyses.neurons.planted import plant_neuron
 from lamina.data.corpus import Document
 from lamina.edits import Edit
 from lamina.errors import InputError, SiteError
@@ -309,7 +310,7 @@ def test_cli_ablate_json_fields(tmp_path):
 
 
 def test_reference_from_store_equals_a_fresh_pass(llama, tmp_path):
-    from lamina.analyses.causal import reference_from_store
+    from lamina.analyses.causal.interventions import reference_from_store
     from lamina.extract import extract
 
     docs = [Document("a", TEXT + " " + OTHER), Document("b", OTHER)]

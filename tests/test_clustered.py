@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from lamina.analyses import contrasts as C
-from lamina.analyses import tuning as T
+from lamina.analyses.tuning import contrasts as C
+from lamina.analyses.tuning import run as T
 from lamina.errors import InputError
 from lamina.stats import (PrimaryDesign, TooFewSamplesError, cluster_ols, correct_pvalues, label_draws,
                           logistic_tests, permutation_null, primary_test)

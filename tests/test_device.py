@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from lamina.analyses.profile import profile
-from lamina.analyses.top_examples import top_examples
+from lamina.analyses.profile.laminar import profile
+from lamina.analyses.neurons.top_examples import top_examples
 from lamina.analyses.verify import verify
 from lamina.capture import run_capture
 from lamina.data.corpus import Document

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import lamina
-from lamina.analyses.projections import norm_weight
+from lamina.analyses.vocab.projections import norm_weight
 from lamina.anatomy import anatomy_for
 from lamina.errors import UnsupportedArchitectureError
 from lamina.models.language_model import LanguageModel

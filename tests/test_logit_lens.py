@@ -13,7 +13,7 @@ from scipy import special, stats
 from typer.testing import CliRunner
 
 import lamina
-from lamina.analyses.logit_lens import iter_lens, lens_logits, logit_lens
+from lamina.analyses.vocab.logit_lens import iter_lens, lens_logits, logit_lens
 from lamina.errors import AnatomyCheckError
 
 TEXTS = ["The cat sat on the mat because it was tired.", "Hello world."]  # unequal lengths: padding

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 import lamina
 import lamina.cli as cli
-from lamina.analyses.discrete_search import discrete_search, mark_frontier
-from lamina.analyses.maximize import (OptimizationDiverged, ascend, maximize, reproducibility, resolve_target,
+from lamina.analyses.neurons.discrete_search import discrete_search, mark_frontier
+from lamina.analyses.neurons.maximize import (OptimizationDiverged, ascend, maximize, reproducibility, resolve_target,
                                       rescore)
-from lamina.analyses.top_examples import top_examples
+from lamina.analyses.neurons.top_examples import top_examples
 from lamina.data.corpus import Document
 from lamina.errors import SiteError
 from lamina.report.neuron_page import level, render_neuron_page

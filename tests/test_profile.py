@@ -5,8 +5,8 @@ import scipy.stats
 import torch
 
 import lamina
-from lamina.analyses.layer_stats import LayerStats
-from lamina.analyses.profile import profile
+from lamina.analyses.profile.layer_stats import LayerStats
+from lamina.analyses.profile.laminar import profile
 from lamina.data.corpus import Document
 from lamina.errors import InputError
 

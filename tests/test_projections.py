@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 from typer.testing import CliRunner
 
-from lamina.analyses.projections import (
+from lamina.analyses.vocab.projections import (
     category_projection, cos_moments, input_vectors, norm_gain, norm_weight, output_vectors, project, qkv_vectors,
 )
 from lamina.errors import SiteError

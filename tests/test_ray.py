@@ -84,7 +84,7 @@ def test_ray_store_equals_single_process_llama(cluster, docs, tmp_path):
 @pytest.mark.slow  # about 50 s on 2 busy cores (a second actor pool starting)
 def test_ray_profile_equals_single_process(cluster, docs):
     """Each actor reduces its rows into LayerStats; the driver merges their state_dicts: the same profile."""
-    from lamina.analyses.profile import profile
+    from lamina.analyses.profile.laminar import profile
 
     llama = lamina.load("random:llama")
     kw = {"kind": "resid_post", "context": 32, "batch_size": 4, "max_tokens": 1500, "progress": False}

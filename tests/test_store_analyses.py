@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from lamina.analyses.contrasts import token_length
-from lamina.analyses.profile import profile, profile_store
+from lamina.analyses.tuning.contrasts import token_length
+from lamina.analyses.profile.laminar import profile, profile_store
 from lamina.analyses.sources import StoreSource
-from lamina.analyses.stored_samples import StoredSamples
-from lamina.analyses.top_examples import top_examples, top_examples_from
-from lamina.analyses.tuning import gather_activations
+from lamina.analyses.tuning.stored_samples import StoredSamples
+from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
+from lamina.analyses.tuning.run import gather_activations
 from lamina.data.corpus import Document, load_corpus
 from lamina.errors import InputError, SiteError
 from lamina.extract import extract

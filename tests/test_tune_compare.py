@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from lamina.analyses.tune_compare import compare_tune_runs, compare_tunes, concordance
+from lamina.analyses.tuning.compare import compare_tune_runs, compare_tunes, concordance
 from lamina.cli import app
 from lamina.errors import InputError
 

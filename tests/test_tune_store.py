@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lamina.analyses.contrasts import category, token_length
-from lamina.analyses.stored_samples import StoredSamples
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import category, token_length
+from lamina.analyses.tuning.stored_samples import StoredSamples
+from lamina.analyses.tuning.run import tune
 from lamina.cli import app
 from lamina.data.corpus import Document, load_corpus
 from lamina.errors import InputError, SiteError

@@ -11,7 +11,7 @@ prompt gets. The projected variant runs every step on real tokens, so its activa
 """
 from common import Lesson
 
-from lamina.analyses.maximize import ascend, resolve_target
+from lamina.analyses.neurons.maximize import ascend, resolve_target
 
 
 def main(argv=None):

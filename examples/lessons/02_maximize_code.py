@@ -4,7 +4,7 @@ Question: how does gradient ascent on a neuron's input embeddings proceed, step 
 
     python examples/lessons/02_maximize_code.py [--model M] [--quick] [--out DIR]
 
-The same loop as lamina.analyses.maximize.ascend without the options: the hook on the neuron's site
+The same loop as lamina.analyses.neurons.maximize.ascend without the options: the hook on the neuron's site
 keeps the autograd graph (detach=False) and stops the forward pass once the site is stored, so the
 blocks after the neuron's layer and the unembedding never run. The figure is the activation against the
 step, with the re-scored activation of the decoded tokens as a line: the gap is lesson 1's point.

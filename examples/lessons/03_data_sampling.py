@@ -10,7 +10,7 @@ activations and the quantile bins.
 """
 from common import Lesson
 
-from lamina.analyses.top_examples import top_examples
+from lamina.analyses.neurons.top_examples import top_examples
 from lamina.data.corpus import load_corpus
 from lamina.report.neuron_page import render_neuron_page
 

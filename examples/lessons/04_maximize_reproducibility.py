@@ -9,7 +9,7 @@ own solution; the spread of the re-scored activations says how much any single r
 """
 from common import Lesson
 
-from lamina.analyses.maximize import maximize
+from lamina.analyses.neurons.maximize import maximize
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from common import Lesson
 
-from lamina.analyses.profile import profile
+from lamina.analyses.profile.laminar import profile
 from lamina.data.corpus import load_corpus
 
 TEXT = ["The old lighthouse keeper did not expect visitors on a night like this."]

@@ -13,9 +13,9 @@ image for 40 random neurons: the block structure is the tuning.
 import numpy as np
 from common import Lesson
 
-from lamina.analyses.contrasts import category
-from lamina.analyses.sample_activations import gather_activations
-from lamina.analyses.tuning import describe_test, design_for
+from lamina.analyses.tuning.contrasts import category
+from lamina.analyses.tuning.samples import gather_activations
+from lamina.analyses.tuning.run import describe_test, design_for
 from lamina.models import random_like
 from lamina.stats import correct_pvalues, permutation_null, primary_test
 

@@ -16,9 +16,9 @@ from common import Lesson
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from lamina.analyses.contrasts import category
-from lamina.analyses.sample_activations import gather_activations
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import category
+from lamina.analyses.tuning.samples import gather_activations
+from lamina.analyses.tuning.run import tune
 
 
 def bh_count(p) -> int:

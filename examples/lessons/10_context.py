@@ -16,7 +16,7 @@ that context and alone (after the same carrier), beside a different generated to
 import numpy as np
 from common import Lesson
 
-from lamina.analyses.context_lessons import context_effect, default_context_items
+from lamina.analyses.tuning.context_lessons import context_effect, default_context_items
 
 CARRIER = "A word:\n"
 PROMPT = "The lighthouse keeper opened the door and"

@@ -13,10 +13,10 @@ clustered by word type x paragraph; the count is set against a permutation null 
 import numpy as np
 from common import Lesson
 
-from lamina.analyses.contrasts import token_length
-from lamina.analyses.sample_activations import parse_layers
-from lamina.analyses.tuning import tune
-from lamina.analyses.tuning_controls import run_controls
+from lamina.analyses.tuning.contrasts import token_length
+from lamina.analyses.tuning.samples import parse_layers
+from lamina.analyses.tuning.run import tune
+from lamina.analyses.tuning.controls import run_controls
 
 
 def main(argv=None):

@@ -10,8 +10,8 @@ and the mean of the sub-tokens; the figure is the count of significant neurons p
 """
 from common import Lesson
 
-from lamina.analyses.contrasts import category
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import category
+from lamina.analyses.tuning.run import tune
 
 
 def main(argv=None):

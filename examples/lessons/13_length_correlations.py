@@ -11,8 +11,8 @@ the partial correlation (controlling for log frequency, clustered SEs) with the 
 import numpy as np
 from common import Lesson, laminar_plot
 
-from lamina.analyses.contrasts import token_length
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import token_length
+from lamina.analyses.tuning.run import tune
 
 
 def main(argv=None):

@@ -11,9 +11,9 @@ top tokens of each view with their projection scores.
 """
 from common import Lesson
 
-from lamina.analyses.contrasts import category
-from lamina.analyses.projections import project
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import category
+from lamina.analyses.vocab.projections import project
+from lamina.analyses.tuning.run import tune
 
 
 def main(argv=None):

@@ -7,7 +7,7 @@ and which words carry the agreement?
 
 The built-in corpus is split into two halves by document; nouns vs verbs is tested on each half separately
 (lamina's primary test: OLS with SEs clustered by word type x paragraph, BH within the layer; one pass over
-each half's texts). `lamina.analyses.tune_compare` (the Python side of `lamina tune-compare A B`) joins the
+each half's texts). `lamina.analyses.tuning.compare` (the Python side of `lamina tune-compare A B`) joins the
 two per-neuron tables: Spearman rho of t and the overlap of the significant sets with its hypergeometric p.
 The same word types occur in both halves, so part of any agreement is word identity, not part of speech.
 The null says how much: word types get random labels (the real share of noun types), the same labels in
@@ -18,10 +18,10 @@ against B, for the word types seen in both halves.
 import numpy as np
 from common import Lesson
 
-from lamina.analyses.contrasts import nouns_verbs
-from lamina.analyses.sample_activations import gather_activations
-from lamina.analyses.tune_compare import compare_tunes, concordance, write_comparison
-from lamina.analyses.tuning import design_for
+from lamina.analyses.tuning.contrasts import nouns_verbs
+from lamina.analyses.tuning.samples import gather_activations
+from lamina.analyses.tuning.compare import compare_tunes, concordance, write_comparison
+from lamina.analyses.tuning.run import design_for
 from lamina.data.corpus import load_corpus
 from lamina.stats import correct_pvalues, label_draws, primary_test
 

@@ -14,8 +14,8 @@ import numpy as np
 from common import Lesson
 from scipy import stats
 
-from lamina.analyses.contrasts import nouns_verbs
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import nouns_verbs
+from lamina.analyses.tuning.run import tune
 
 
 def main(argv=None):

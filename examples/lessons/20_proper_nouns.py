@@ -12,8 +12,8 @@ figure is the laminar count (clustered, occurrence-level and controlled) with th
 """
 from common import Lesson, laminar_plot
 
-from lamina.analyses.contrasts import proper_nouns
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import proper_nouns
+from lamina.analyses.tuning.run import tune
 
 
 def main(argv=None):

@@ -10,9 +10,9 @@ coloured by the activation (red high, blue low, the same scale for all).
 """
 from common import Lesson, token_heatmap
 
-from lamina.analyses.contrasts import category
-from lamina.analyses.top_examples import top_examples
-from lamina.analyses.tuning import tune
+from lamina.analyses.tuning.contrasts import category
+from lamina.analyses.neurons.top_examples import top_examples
+from lamina.analyses.tuning.run import tune
 from lamina.data.corpus import load_corpus
 
 

@@ -18,9 +18,9 @@ negation is shows how much of the count is "a word was inserted".
 import pandas as pd
 from common import Lesson, laminar_plot
 
-from lamina.analyses.contrasts import labels, negation
-from lamina.analyses.tuning import tune
-from lamina.analyses.tuning_controls import run_controls
+from lamina.analyses.tuning.contrasts import labels, negation
+from lamina.analyses.tuning.run import tune
+from lamina.analyses.tuning.controls import run_controls
 from lamina.data.corpus import load_corpus
 
 NEGATION = [" not", " no", " never", " nothing", " nor"]

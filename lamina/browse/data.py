@@ -153,7 +153,7 @@ class BrowseData:
 
     def projection(self, site: str, index: int, k: int = 15) -> list[dict]:
         """Vocabulary projection as `lamina project` (loads the model on first use)."""
-        from lamina.analyses.projections import project
+        from lamina.analyses.vocab.projections import project
 
         self.check_neuron(site, index)
         try:

@@ -74,7 +74,8 @@ def ablate_command(
     as_json: bool = JsonOpt,
 ):
     """Ablate neurons or heads at one site and measure loss, perplexity and KL (or test a tune run causally)."""
-    from lamina.analyses.causal import METHODS, Ablate, edit_metrics, reference_from_store, reference_stats
+    from lamina.analyses.causal.interventions import METHODS, Ablate, reference_from_store, reference_stats
+    from lamina.analyses.causal.metrics import edit_metrics
 
     if method not in METHODS:
         raise InputError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
@@ -124,9 +125,9 @@ def ablate_command(
 
 def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_loss, method, corpus, text_field, out,
                model, seed, as_json):
-    from lamina.analyses.causal_tuning import causal_tuning, load_tuned
-    from lamina.analyses.contrasts import read_pairs
-    from lamina.analyses.tuning import parse_layers
+    from lamina.analyses.causal.from_tune import causal_tuning, load_tuned
+    from lamina.analyses.tuning.contrasts import read_pairs
+    from lamina.analyses.tuning.run import parse_layers
 
     table, settings = load_tuned(folder)
     if settings.get("contrast", "negation") != "negation":
@@ -179,7 +180,7 @@ def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_
 def read_patch_pairs(spec: str) -> list[tuple]:
     """'negation' (the built-in pairs: affirmed = clean, negated = corrupt) or a TSV with a header:
     clean, corrupt[, target_a, target_b]."""
-    from lamina.analyses.contrasts import read_pairs
+    from lamina.analyses.tuning.contrasts import read_pairs
 
     if spec == "negation":
         return read_pairs()
@@ -224,8 +225,8 @@ def patch_command(
     as_json: bool = JsonOpt,
 ):
     """Activation patching, layer x position: how much of the corrupt output each patch carries."""
-    from lamina.analyses.patching import METRICS, patch_pair, patch_pairs
-    from lamina.analyses.tuning import parse_layers
+    from lamina.analyses.causal.patching import METRICS, patch_pair, patch_pairs
+    from lamina.analyses.tuning.run import parse_layers
 
     if (pairs is None) == (clean is None or corrupt is None):
         raise InputError("give --clean and --corrupt, or --pairs (not both)")
@@ -247,7 +248,7 @@ def patch_command(
             for c, r, *t in [(row[0], row[1], *([row[2:]] if len(row) == 4 else [])) for row in rows]]
     metric = metric or ("logit-diff" if targets or len(rows[0]) == 4 else "kl")
     for k, row in enumerate(rows):  # lengths checked for every pair before the first patch
-        from lamina.analyses.patching import align_positions
+        from lamina.analyses.causal.patching import align_positions
 
         align_positions(lm.tokenize(row[0])["input_ids"][0].tolist(), lm.tokenize(row[1])["input_ids"][0].tolist(),
                         align, f"pair {k + 1} ({row[0][:40]!r})")
@@ -307,7 +308,7 @@ def steer_command(
     """Add alpha * direction at a site: target effect against perplexity cost, over an alpha sweep."""
     import numpy as np
 
-    from lamina.analyses import steering
+    from lamina.analyses.causal import steering
 
     sources = [x is not None for x in (vector, from_tune, neuron)]
     if sum(sources) != 1:
@@ -336,7 +337,7 @@ def steer_command(
                                        max_tokens, seed, progress=not as_json)
     continuations = {}
     if generate_tokens:
-        from lamina.analyses.causal import Steer
+        from lamina.analyses.causal.interventions import Steer
 
         unit, scale = steering.unit_scale(lm, where, direction, texts)
         continuations = {a: steering.generate(lm, texts[0], [Steer(where, unit * scale, a)], generate_tokens) for a in sweep}

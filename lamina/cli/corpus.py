@@ -40,7 +40,7 @@ def profile(
     gpus_per_actor: float = GpusPerActorOpt,
 ):
     """Laminar profile of a site kind over a corpus: per-layer statistics and massive activations."""
-    from lamina.analyses.profile import ProfileSettings, profile_store, profile_with
+    from lamina.analyses.profile.laminar import ProfileSettings, profile_store, profile_with
     from lamina.report.output import atomic_output, check_output
     from lamina.report.profile_report import write_profile
 

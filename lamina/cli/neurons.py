@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.analyses.maximize_settings import MaximizeSettings
+from lamina.analyses.neurons.maximize_settings import MaximizeSettings
 from lamina.cli.common import (BatchOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt,
                                app, console, dump, load, non_negative_number, positive_number, user_errors)
 
@@ -64,7 +64,7 @@ def maximize_command(
     as_json: bool = JsonOpt,
 ):
     """Activation maximization by gradient ascent on soft input embeddings, decoded and re-scored on real tokens."""
-    from lamina.analyses.maximize import maximize
+    from lamina.analyses.neurons.maximize import maximize
     from lamina.errors import InputError
     from lamina.report.neuron_page import slug, write_neuron_pages
     from lamina.report.output import atomic_output, check_output
@@ -138,7 +138,7 @@ def top_examples_command(
     as_json: bool = JsonOpt,
 ):
     """Data sampling: each neuron's top corpus examples, random and per-quantile samples, and an HTML page."""
-    from lamina.analyses.top_examples import top_examples, top_examples_from
+    from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
     from lamina.report.neuron_page import write_neuron_pages
     from lamina.report.output import atomic_output, check_output
 

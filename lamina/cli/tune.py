@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.analyses.tune_settings import PROBE_RANKINGS, TuneSettings
+from lamina.analyses.tuning.settings import PROBE_RANKINGS, TuneSettings
 from lamina.cli.common import JsonOpt, app, console, dump, load, unit_interval, user_errors
 from lamina.models.registry import DEFAULT_MODEL
 
@@ -52,7 +52,7 @@ def tune(
     as_json: bool = JsonOpt,
 ):
     """Neuron tuning to a contrast, layer by layer: tests, FDR, permutation null, probes, laminar profile."""
-    from lamina.analyses.contrasts import CONTRASTS, build_contrast
+    from lamina.analyses.tuning.contrasts import CONTRASTS, build_contrast
     from lamina.errors import InputError
 
     if contrast not in CONTRASTS + ("context",):
@@ -75,7 +75,7 @@ def tune(
     if seed is None:  # the model's seed (a store's: the one it was extracted with) also seeds the draws
         seed = getattr(lm, "seed", None) or 0
     if contrast == "context":
-        from lamina.analyses.context_lessons import context_effect
+        from lamina.analyses.tuning.context_lessons import context_effect
 
         result = context_effect(lm, site=site, layers=layers, batch_size=batch_size)
         paths = {}
@@ -100,7 +100,7 @@ def tune(
         if paths:
             console.print(f"wrote {', '.join(p.name for p in paths.values())} to {out}")
         return
-    from lamina.analyses.tuning import tune as run_tune
+    from lamina.analyses.tuning.run import tune as run_tune
 
     if unit not in ("default", "occurrence"):
         raise InputError(f"--unit '{unit}': choose default or occurrence (name unit columns with --unit-column)")
@@ -120,7 +120,7 @@ def tune(
                             keep_first_token=keep_first_token, reference_permutations=reference_permutations)
     result = run_tune(lm, samples, settings, progress=not as_json)
     if controls:
-        from lamina.analyses.tuning_controls import run_controls
+        from lamina.analyses.tuning.controls import run_controls
 
         run_controls(lm, samples, result, settings, progress=not as_json)
     paths = {}
@@ -150,7 +150,7 @@ def _check_store_contrast(contrast: str, store, controls: bool) -> None:
 
 def _open_store(folder: Path, model: Optional[str], seed: Optional[int]):
     """The store as a samples source, refused when --model / --seed name another model than it was made with."""
-    from lamina.analyses.stored_samples import StoredSamples
+    from lamina.analyses.tuning.stored_samples import StoredSamples
     from lamina.errors import InputError
     from lamina.store import ActivationStore
 

@@ -22,7 +22,7 @@ def tune_compare(
     as_json: bool = JsonOpt,
 ):
     """Do two tune runs agree? Correlation of the per-neuron statistic, overlap of the significant sets, per layer."""
-    from lamina.analyses.tune_compare import compare_tune_runs, write_comparison
+    from lamina.analyses.tuning.compare import compare_tune_runs, write_comparison
     from lamina.report.output import atomic_output, check_output
 
     if out is not None:

@@ -27,7 +27,7 @@ def logit_lens_command(
     """The logit lens: each block's raw residual through the model's own final norm and unembedding."""
     from rich.text import Text
 
-    from lamina.analyses.logit_lens import logit_lens
+    from lamina.analyses.vocab.logit_lens import logit_lens
     from lamina.data.texts import read_texts
 
     from lamina.report.output import atomic_output, check_output
@@ -77,7 +77,7 @@ def project_command(
     """Vocabulary projection of a neuron: the tokens it promotes and suppresses, and the tokens that drive it."""
     from rich.text import Text
 
-    from lamina.analyses.projections import project
+    from lamina.analyses.vocab.projections import project
     from lamina.report.output import atomic_output, check_output
 
     if out is not None:

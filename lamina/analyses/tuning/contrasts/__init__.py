@@ -25,7 +25,7 @@ registry of names (`build_contrast`).
 """
 from __future__ import annotations
 
-from lamina.analyses.contrasts.corpus_words import (
+from lamina.analyses.tuning.contrasts.corpus_words import (
     corpus_counts,
     corpus_paragraphs,
     corpus_texts,
@@ -34,9 +34,9 @@ from lamina.analyses.contrasts.corpus_words import (
     proper_nouns,
     token_length,
 )
-from lamina.analyses.contrasts.label_columns import labels
-from lamina.analyses.contrasts.negation_pairs import NEGATION_READ, negation, read_pairs
-from lamina.analyses.contrasts.sample_set import (
+from lamina.analyses.tuning.contrasts.label_columns import labels
+from lamina.analyses.tuning.contrasts.negation_pairs import NEGATION_READ, negation, read_pairs
+from lamina.analyses.tuning.contrasts.sample_set import (
     CORPUS_UNITS,
     SAMPLE_COLUMNS,
     WORD_COLUMNS,
@@ -49,7 +49,7 @@ from lamina.analyses.contrasts.sample_set import (
     read_lines,
     span_positions,
 )
-from lamina.analyses.contrasts.word_lists import CARRIER, category
+from lamina.analyses.tuning.contrasts.word_lists import CARRIER, category
 from lamina.errors import InputError
 
 __all__ = ["SampleSet", "build_contrast", "CONTRASTS", "BUILDERS", "nouns_verbs", "proper_nouns", "part_of_speech",

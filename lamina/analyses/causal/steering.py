@@ -7,7 +7,7 @@ of the site's activations over the prompts, so alpha = 1 adds a vector as long a
 
 Target effect: the mean log-probability of the target token right after each prompt (default prompts: the
 common beginning of each built-in negation pair, e.g. "The door was", where " not" may come next).
-Cost: the next-token loss and KL(clean || steered) on a corpus sample (lamina.analyses.causal).
+Cost: the next-token loss and KL(clean || steered) on a corpus sample (lamina.analyses.causal.interventions).
 """
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lamina.analyses.causal import Steer, edit_metrics, final_logits
+from lamina.analyses.causal.interventions import Steer
+
+from lamina.analyses.causal.metrics import edit_metrics, final_logits
 from lamina.edits import bind_all
 from lamina.errors import InputError
 
 
 def tune_direction(folder, layer: int) -> tuple[str, np.ndarray]:
     """(site, difference of group means at `layer`) from a tune run folder."""
-    from lamina.analyses.causal_tuning import load_tuned
+    from lamina.analyses.causal.from_tune import load_tuned
 
     table, settings = load_tuned(folder)
     rows = table[table.layer == layer].sort_values("neuron")
@@ -40,7 +42,7 @@ def tune_direction(folder, layer: int) -> tuple[str, np.ndarray]:
 
 def neuron_direction(lm, neuron: str) -> tuple[str, np.ndarray]:
     """(resid_post.L, output vector of mlp_post.L:i) for a neuron SITE:INDEX at mlp_post."""
-    from lamina.analyses.projections import output_vectors
+    from lamina.analyses.vocab.projections import output_vectors
 
     site, index = lm.neuron(neuron)
     if site.kind != "mlp_post":
@@ -53,7 +55,7 @@ def neuron_direction(lm, neuron: str) -> tuple[str, np.ndarray]:
 
 def negation_prompts(tokenizer, limit: int | None = 40) -> list[str]:
     """The shared beginning of each built-in negation pair, up to the word the negation is inserted before."""
-    from lamina.analyses.contrasts import read_pairs
+    from lamina.analyses.tuning.contrasts import read_pairs
 
     prompts = []
     for aff, neg in read_pairs():
@@ -87,7 +89,7 @@ def target_logprob(lm, prompts, target_id: int, edits=()) -> np.ndarray:
 def steer_sweep(lm, site: str, vector, alphas, target: str, prompts, docs, max_tokens: int = 2048,
                 seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Per alpha: mean target log-prob (with a bootstrap interval over prompts), loss, perplexity and KL."""
-    from lamina.analyses.causal import bootstrap_ratio
+    from lamina.analyses.causal.metrics import bootstrap_ratio
 
     ids = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lamina.analyses.contrasts.corpus_words import corpus_counts
-from lamina.analyses.contrasts.sample_set import (
+from lamina.analyses.tuning.contrasts.corpus_words import corpus_counts
+from lamina.analyses.tuning.contrasts.sample_set import (
     SampleSet,
     builtin_file,
     encode_text,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lamina.analyses.causal import final_logits
+from lamina.analyses.causal.metrics import final_logits
 from lamina.edits import Edit, bind_all
 from lamina.errors import InputError
 

@@ -1,6 +1,6 @@
 """Activations of a SampleSet's samples: the texts through the model, each sample's token positions pooled.
 
-Shared by `lamina tune` (analyses/tuning.py) and the context lesson (analyses/context_lessons.py).
+Shared by `lamina tune` (analyses/tuning/run.py) and the context lesson (analyses/tuning/context_lessons.py).
 `ModelSamples` is the model side of the one interface `tune` reads (`stored_samples.StoredSamples` is the
 store side):
     spec, tokenizer
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lamina.analyses.contrasts import SampleSet
+from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.errors import InputError
 
 

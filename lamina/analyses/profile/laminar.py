@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lamina import validate
-from lamina.analyses.layer_stats import LayerStats
+from lamina.analyses.profile.layer_stats import LayerStats
 from lamina.analyses.sources import ModelSource, StoreSource
 from lamina.data.corpus import Document, fingerprint
 from lamina.data.windows import split_row_id

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lamina import validate
-from lamina.analyses.neuron_target import OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce, run_target
+from lamina.analyses.neurons.target import OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce, run_target
 from lamina.errors import InputError
 
 

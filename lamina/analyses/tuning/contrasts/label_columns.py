@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts.corpus_words import corpus_counts, corpus_table, word_samples
-from lamina.analyses.contrasts.sample_set import (
+from lamina.analyses.tuning.contrasts.corpus_words import corpus_counts, corpus_table, word_samples
+from lamina.analyses.tuning.contrasts.sample_set import (
     CORPUS_UNITS,
     SAMPLE_COLUMNS,
     WORD_COLUMNS,

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts.sample_set import (
+from lamina.analyses.tuning.contrasts.sample_set import (
     CORPUS_UNITS,
     WORD_COLUMNS,
     SampleSet,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lamina.analyses.contrasts.corpus_words import corpus_counts
-from lamina.analyses.contrasts.sample_set import (
+from lamina.analyses.tuning.contrasts.corpus_words import corpus_counts
+from lamina.analyses.tuning.contrasts.sample_set import (
     CORPUS_UNITS,
     SampleSet,
     builtin_file,

@@ -21,7 +21,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lamina.analyses.causal import Ablate, bootstrap_ratio, edit_metrics, final_logits, kl
+from lamina.analyses.causal.interventions import Ablate
+
+from lamina.analyses.causal.metrics import bootstrap_ratio, edit_metrics, final_logits, kl
 from lamina.edits import bind_all
 from lamina.errors import InputError
 
@@ -127,7 +129,7 @@ def causal_tuning(lm, table: pd.DataFrame, pairs, site: str = "mlp_post", layers
         top, n_sig = top_neurons(table, layer, k)
         ref = None
         if method == "mean":
-            from lamina.analyses.causal import reference_stats
+            from lamina.analyses.causal.interventions import reference_stats
             from lamina.data.corpus import load_corpus
 
             ref = reference_stats(lm, name, docs or load_corpus(), max_tokens=loss_tokens * 4)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts import SampleSet
+from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.stats import (PrimaryDesign, cluster_ols, contrast_tests, correlation_tests, logistic_tests,
                           primary_test, replication_split, sparse_probe, token_identity_control)
 from lamina.stats.checks import TooFewSamplesError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts import SampleSet
+from lamina.analyses.tuning.contrasts import SampleSet
 
 
 def token_heatmaps(source, samples: SampleSet, laminar: pd.DataFrame, acts: dict, site: str,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts import SampleSet, builtin_file, encode_text, read_lines, span_positions
-from lamina.analyses.sample_activations import gather_activations, parse_layers
+from lamina.analyses.tuning.contrasts import SampleSet, builtin_file, encode_text, read_lines, span_positions
+from lamina.analyses.tuning.samples import gather_activations, parse_layers
 from lamina.errors import InputError
 
 LENGTH_GROUPS = ("below median", "at median", "above median")

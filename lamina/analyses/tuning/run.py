@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lamina.analyses.contrasts import SampleSet
-from lamina.analyses.sample_activations import gather_activations, parse_layers, samples_source
-from lamina.analyses.tune_settings import PROBE_KS, TuneSettings
-from lamina.analyses.tuning_design import (check_sizes, cv_groups, describe_test, design_for, drop_first_token,
+from lamina.analyses.tuning.contrasts import SampleSet
+from lamina.analyses.tuning.samples import gather_activations, parse_layers, samples_source
+from lamina.analyses.tuning.settings import PROBE_KS, TuneSettings
+from lamina.analyses.tuning.design import (check_sizes, cv_groups, describe_test, design_for, drop_first_token,
                                            run_settings)
-from lamina.analyses.tuning_examples import token_heatmaps
-from lamina.analyses.tuning_layer import best_order, layer_binary, layer_continuous, probe_ks, top_table
+from lamina.analyses.tuning.examples import token_heatmaps
+from lamina.analyses.tuning.layer import best_order, layer_binary, layer_continuous, probe_ks, top_table
 from lamina.stats import (PrimaryDesign, TooFewSamplesError, correct_pvalues, count_per_layer, label_draws,
                           logistic_tests, null_band, null_pvalues, sparse_probe)
 
@@ -117,7 +117,7 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
     top = top_table(neurons, samples, ts.top_n)
     lessons = {}
     if samples.contrast == "token-length":
-        from lamina.analyses.context_lessons import length_lessons
+        from lamina.analyses.tuning.context_lessons import length_lessons
 
         lessons = length_lessons({L: acts[s] for L, s in zip(layer_ids, sites)}, samples.rows["char_len"],
                                  neurons)

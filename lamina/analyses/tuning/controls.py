@@ -18,8 +18,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts import SampleSet, negation, read_pairs
-from lamina.analyses.tune_settings import TuneSettings
+from lamina.analyses.tuning.contrasts import SampleSet, negation, read_pairs
+from lamina.analyses.tuning.settings import TuneSettings
 
 NEUTRAL = {"never": "often"}  # the neutral word per inserted negation; "really" otherwise
 
@@ -61,7 +61,7 @@ def run_controls(lm, samples: SampleSet, result, settings: TuneSettings | None =
     """Run the negative controls and attach them to `result` (`result.controls`, one row per layer;
     `result.settings['controls']`, what was run). `settings` / `options`: the run's TuneSettings (or its
     fields by keyword), without probes, examples or reference permutations. Returns `result`."""
-    from lamina.analyses.tuning import tune
+    from lamina.analyses.tuning.run import tune
     from lamina.models import random_like
 
     ts = dataclasses.replace(settings, **options) if settings is not None else TuneSettings(**options)

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lamina.analyses.discrete_search import discrete_search
-from lamina.analyses.maximize_settings import MaximizeSettings
-from lamina.analyses.neuron_target import (OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce,
+from lamina.analyses.neurons.discrete_search import discrete_search
+from lamina.analyses.neurons.maximize_settings import MaximizeSettings
+from lamina.analyses.neurons.target import (OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce,
                                            resolve_target, run_target)
 
 

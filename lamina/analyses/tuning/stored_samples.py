@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lamina.analyses.sample_activations import parse_layers
+from lamina.analyses.tuning.samples import parse_layers
 from lamina.analyses.sources import StoreSource
 from lamina.data.windows import POSITION_BITS
 from lamina.errors import InputError, SiteError

@@ -14,9 +14,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.contrasts import SampleSet
-from lamina.analyses.tune_settings import TuneSettings
-from lamina.analyses.tuning_layer import confound_columns, probe_ks
+from lamina.analyses.tuning.contrasts import SampleSet
+from lamina.analyses.tuning.settings import TuneSettings
+from lamina.analyses.tuning.layer import confound_columns, probe_ks
 from lamina.errors import InputError
 from lamina.stats import MIN_GROUP_SIZE, PrimaryDesign, TooFewSamplesError, null_band
 
