@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lamina.data.corpus import Document, fingerprint
-from lamina.data.windows import Window, batches, corpus_windows
+from lamina.data.windows import Window, batches, corpus_windows, pad_id
 from lamina import validate
 from lamina.errors import InputError, StoreError
 from lamina.store.lock import WHOLE, StoreLock
@@ -183,7 +183,7 @@ def write_shard_of(lm, folder: Path, settings: ExtractSettings, widths: dict[str
     tensors["token_id"] = torch.empty(capacity, dtype=torch.long)
     tensors["row_id"] = torch.empty(capacity, dtype=torch.long)
     n = 0
-    for batch in batches(windows, settings.batch_size, lm.tokenizer.pad_token_id, settings.skip_first):
+    for batch in batches(windows, settings.batch_size, pad_id(lm.tokenizer), settings.skip_first):
         acts = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), parsed)
         rows = int(batch.count.sum())
         for s in parsed:

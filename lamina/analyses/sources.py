@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from lamina.data.windows import Batch, Window, batches, corpus_windows, make_windows, split_row_id
+from lamina.data.windows import Batch, Window, batches, corpus_windows, make_windows, pad_id, split_row_id
 from lamina.errors import InputError
 from lamina.models.language_model import check_neuron_index
 from lamina.store.columns import check_sites, chunks, shard_spans
@@ -51,10 +51,6 @@ class WindowTable:
         except KeyError:
             return None
         return w.ids[pos - w.start]
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 
 def _columns(x: torch.Tensor, cols) -> torch.Tensor:
@@ -91,7 +87,7 @@ class ModelSource(WindowTable):
 
     def stream(self, sites, batch_size: int, columns: dict | None = None) -> Iterator[tuple[Batch, dict]]:
         columns = columns or {}
-        for batch in batches(self.windows, batch_size, _pad_id(self.tokenizer), self.skip_first):
+        for batch in batches(self.windows, batch_size, pad_id(self.tokenizer), self.skip_first):
             acts = self._capture(batch, sites)
             everything = bool(batch.count.all())  # full windows: flat views, no copies
             out = {}
@@ -105,7 +101,7 @@ class ModelSource(WindowTable):
         columns = columns or {}
         for start in range(0, len(chosen), batch_size):
             group = chosen[start:start + batch_size]
-            batch = next(batches([self.windows[i] for i in group], len(group), _pad_id(self.tokenizer)))
+            batch = next(batches([self.windows[i] for i in group], len(group), pad_id(self.tokenizer)))
             acts = self._capture(batch, sites)
             for b, w in enumerate(group):
                 n = len(self.windows[w].ids)
@@ -124,7 +120,7 @@ class StoreSource(WindowTable):
         self.store, self.tokenizer, self.spec = store, tokenizer, s["model"]
         self.context = s["context"]
         self.doc_ids = list(store.manifest["doc_ids"])
-        pad = _pad_id(tokenizer) if tokenizer is not None else 0
+        pad = pad_id(tokenizer)
         parts = [(p["row_id"].numpy(), p["token_id"].numpy()) for _, p in chunks(store, ["row_id", "token_id"],
                                                                                  rows=1 << 20)]
         rows = np.concatenate([r for r, _ in parts])
@@ -173,7 +169,7 @@ class StoreSource(WindowTable):
         reader = chunks(self.store, names, columns)
         pending: list[dict] = []
         have = 0
-        for batch in batches(self.windows, batch_size, _pad_id(self.tokenizer) if self.tokenizer else 0,
+        for batch in batches(self.windows, batch_size, pad_id(self.tokenizer),
                              self.skip_first):
             need = batch.n_tokens
             while have < need:

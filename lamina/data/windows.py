@@ -80,6 +80,17 @@ def make_windows(token_ids: list[list[int]], context: int, stride: int | None = 
     return windows
 
 
+def pad_id(tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else its end-of-text token, else 0.
+
+    Padding positions are masked (attention mask 0, NaN in captures), so the id only has to be a valid token."""
+    if tokenizer is None:
+        return 0
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+
+
 def batches(windows: list[Window], batch_size: int, pad_id: int, skip_first: bool = False) -> Iterator[Batch]:
     """Group windows into right-padded batches with count masks and global row ids."""
     for i in range(0, len(windows), batch_size):

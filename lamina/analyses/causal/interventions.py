@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lamina.capture import run_capture
-from lamina.data.windows import batches, corpus_windows
+from lamina.data.windows import batches, corpus_windows, pad_id
 from lamina.edits import Edit
 from lamina.errors import InputError
 
@@ -68,7 +68,7 @@ def reference_stats(lm, site: str, docs, context: int = 128, max_tokens: int | N
     s = parsed[0]
     windows = spread_windows(lm, docs, context=context, max_tokens=max_tokens, from_end=True)
     total, n, pos_sum, pos_count, samples = None, 0, None, None, []
-    for batch in tqdm(list(batches(windows, batch_size, lm.tokenizer.pad_token_id or 0, skip_first)),
+    for batch in tqdm(list(batches(windows, batch_size, pad_id(lm.tokenizer), skip_first)),
                       desc=f"reference {s.name}", disable=not progress, leave=False):
         x = run_capture(lm.model, lm.anatomy, batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device),
                         [s])[s.name].flatten(2).double().cpu()              # [b, t, width]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from lamina.analyses.causal.interventions import spread_windows
 from lamina.capture import run_capture
-from lamina.data.windows import batches
+from lamina.data.windows import batches, pad_id
 from lamina.edits import bind_all
 from lamina.errors import InputError
 from lamina.sites import Site
@@ -83,7 +83,7 @@ def edit_metrics(lm, edits, docs, context: int = 128, max_tokens: int | None = 2
     windows = spread_windows(lm, docs, context=context, max_tokens=max_tokens)
     logits_site = [Site("logits")]
     sums: dict[int, np.ndarray] = {}
-    for batch in tqdm(list(batches(windows, batch_size, lm.tokenizer.pad_token_id or 0, skip_first)),
+    for batch in tqdm(list(batches(windows, batch_size, pad_id(lm.tokenizer), skip_first)),
                       desc="ablate", disable=not progress, leave=False):
         ids, mask = batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device)
         clean = run_capture(lm.model, lm.anatomy, ids, mask, logits_site)["logits"]

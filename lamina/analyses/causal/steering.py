@@ -17,8 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from lamina.analyses.causal.interventions import Steer
-
 from lamina.analyses.causal.metrics import edit_metrics, final_logits
+from lamina.data.windows import pad_id
 from lamina.edits import bind_all
 from lamina.errors import InputError
 
@@ -116,5 +116,5 @@ def generate(lm, prompt: str, edits=(), max_new_tokens: int = 20) -> str:
     batch = lm.tokenize(prompt)
     with lm.edit(*edits), torch.inference_mode():
         out = lm.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=False,
-                                pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id)
+                                pad_token_id=pad_id(lm.tokenizer))
     return lm.tokenizer.decode(out[0, batch["input_ids"].shape[1]:])
