@@ -8,7 +8,7 @@
         per batch:     the token at the argmax       -> the tally of top tokens
         running:       count, sum, max, min
     The windows holding the chosen tokens then run once more (or are read from the store), so every shown
-    token has its activation. Activations come from a source (analyses/sources.py): the model, or a store.
+    token has its activation. Activations come from a source (analyses/sources/): the model, or a store.
 """
 from __future__ import annotations
 
