@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from lamina.data.windows import Batch, Window, split_row_id
+
+if TYPE_CHECKING:
+    from lamina.analyses.tuning.contrasts import SampleSet
 
 
 class ActivationSource(ABC):
@@ -91,12 +95,12 @@ class ActivationSource(ABC):
 
     # ------------------------------------------------------------------ samples
     @abstractmethod
-    def activations(self, samples, sites, batch_size: int = 8, progress: bool = False) -> dict:
+    def activations(self, samples: SampleSet, sites, batch_size: int = 8, progress: bool = False) -> dict:
         """{site: float32 numpy [n_samples, width]}: each sample's read tokens pooled by mean (q/k/v flattened
         to heads * d_head)."""
 
     @abstractmethod
-    def token_values(self, samples, texts: list[int], site: str, neuron: int) -> list:
+    def token_values(self, samples: SampleSet, texts: list[int], site: str, neuron: int) -> list:
         """[(token ids, float values [n_tokens])] of one neuron over each of `texts` (indices into samples.texts)."""
 
 
