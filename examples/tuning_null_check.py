@@ -21,7 +21,8 @@ import numpy as np
 
 import lamina
 from lamina.analyses.tuning.contrasts import nouns_verbs
-from lamina.analyses.tuning.samples import gather_activations, parse_layers
+from lamina.analyses.sources.model import ModelSource
+from lamina.sites import parse_layers
 from lamina.analyses.tuning.run import design_for
 from lamina.models import random_like
 from lamina.stats import count_per_layer, label_draws, null_band, null_pvalues, primary_test
@@ -78,7 +79,7 @@ def capture(model, tag):
     files = {s.name: cache / f"{tag}_{s.name}_{args.max_tokens}.npy" for s in sites} if cache else {}
     if cache and all(f.exists() for f in files.values()):
         return {k: np.load(f) for k, f in files.items()}
-    acts = gather_activations(model, samples, model.sites([s.name for s in sites]), progress=True)
+    acts = ModelSource(model).activations(samples, model.sites([s.name for s in sites]), progress=True)
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
         for k, f in files.items():

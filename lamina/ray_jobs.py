@@ -203,7 +203,7 @@ class ProfileWorker:
 
     def __call__(self, batch: dict) -> dict:
         from lamina.analyses.profile.laminar import profile_stats
-        from lamina.analyses.sources import ModelSource
+        from lamina.analyses.sources.model import ModelSource
 
         out = {"index": [], "state": []}
         for i in range(len(batch["index"])):

@@ -3,6 +3,10 @@
     resid_post.5        block 5's output                  resid_post      every layer
     mlp_post.5:1234     neuron 1234 of block 5's MLP      hidden.3        output.hidden_states[3]
     final_norm.scale    the final norm's per-token divisor
+and layer lists (`--layers 0-3,10`, `parse_layers`).
+
+Names are parsed against a model's number of layers. `n_layers=None` parses without a layer bound: for a
+reader that holds site names but not the model's depth (a store), which checks the names against what it holds.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from lamina.errors import SiteError
+from lamina.errors import InputError, SiteError
 
 # Per-layer kinds in the order a sequential block computes them.
 LAYER_KINDS = ("resid_pre", "q", "k", "v", "attn_out", "resid_mid", "mlp_pre", "mlp_post", "mlp_out", "resid_post")
@@ -64,7 +68,8 @@ def _alias(name: str) -> str:
     return name
 
 
-def _vocabulary(n_layers: int, kinds) -> list[str]:
+def _vocabulary(n_layers: int | None, kinds) -> list[str]:
+    n_layers = n_layers or 0
     names = list(MODEL_SITES) + list(kinds)
     names += [f"{k}.{i}" for k in kinds for i in range(n_layers)]
     names += [f"hidden.{i}" for i in range(n_layers + 1)]
@@ -85,10 +90,12 @@ def parse_sites(names, n_layers: int, kinds=LAYER_KINDS) -> list[Site]:
     return sites
 
 
-def _parse_one(raw: str, n_layers: int, kinds) -> list[Site]:
+def _parse_one(raw: str, n_layers: int | None, kinds) -> list[Site]:
     name = _alias(raw)
     if name in MODEL_SITES:
         return [Site(name)]
+    if n_layers is None and (name in kinds or name == "hidden"):
+        raise SiteError(f"{raw}: give a layer, e.g. {name}.0 (every layer needs the model's number of layers)")
     if name in kinds:
         return [Site(name, i) for i in range(n_layers)]
     if name == "hidden":
@@ -96,6 +103,11 @@ def _parse_one(raw: str, n_layers: int, kinds) -> list[Site]:
     match = re.fullmatch(r"([a-z_]+)\.(-?\d+)", name)
     if match and (match[1] in kinds or match[1] == "hidden"):
         kind, layer = match[1], int(match[2])
+        if n_layers is None:
+            if layer < 0:
+                raise SiteError(f"{raw}: count layers from 0 here (a layer from the end needs the model's number "
+                                "of layers)")
+            return [Site(kind, layer)]
         top = n_layers + 1 if kind == "hidden" else n_layers
         if not -top <= layer < top:
             raise SiteError(f"{raw}: layer {layer} is out of range; this model has layers 0-{top - 1}")
@@ -107,8 +119,9 @@ def _parse_one(raw: str, n_layers: int, kinds) -> list[Site]:
     raise SiteError(f"unknown site '{raw}'{hint}")
 
 
-def parse_neuron(text: str, n_layers: int, kinds=LAYER_KINDS) -> tuple[Site, int]:
-    """Parse `SITE:INDEX` (e.g. `mlp_post.5:1234`) into one site and a flat neuron index."""
+def parse_neuron(text: str, n_layers: int | None, kinds=LAYER_KINDS) -> tuple[Site, int]:
+    """Parse `SITE:INDEX` (e.g. `mlp_post.5:1234`) into one site and a flat neuron index (n_layers=None: no
+    layer bound, see the module docstring)."""
     site_name, sep, index = text.rpartition(":")
     if not sep or not index.lstrip("-").isdigit():
         raise SiteError(f"'{text}' is not a neuron; write SITE:INDEX, e.g. mlp_post.5:1234")
@@ -116,3 +129,32 @@ def parse_neuron(text: str, n_layers: int, kinds=LAYER_KINDS) -> tuple[Site, int
     if len(sites) != 1:
         raise SiteError(f"'{text}' names {len(sites)} sites; give a layer, e.g. {sites[0].name}:{index}")
     return sites[0], int(index)
+
+
+def parse_layers(spec, n_layers: int | None) -> list[int]:
+    """'0-29', '3,5,7', '0-3,10', 'all' or None (every layer) -> sorted layer indices, each in 0..n_layers-1.
+
+    `n_layers=None` (no layer bound): 'all' is refused, the caller knows which layers it holds."""
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
+        if n_layers is None:
+            raise InputError("--layers 'all' needs the model's number of layers; list the layers, e.g. 0-3")
+        return list(range(n_layers))
+    if not isinstance(spec, str):
+        out = sorted({int(x) for x in spec})
+    else:
+        out = set()
+        for part in spec.replace(" ", "").split(","):
+            m = re.fullmatch(r"(-?\d+)(?:-(-?\d+))?", part)
+            if not m:
+                raise InputError(f"--layers '{spec}': write a range 0-29, a list 3,5,7, or 'all'")
+            lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+            out.update(range(lo, hi + 1))
+        out = sorted(out)
+    if n_layers is None:
+        if not out or out[0] < 0:
+            raise InputError(f"--layers '{spec}': count layers from 0, e.g. 0-3")
+        return out
+    bad = [L for L in out if not 0 <= L < n_layers]
+    if bad or not out:
+        raise InputError(f"--layers '{spec}': this model has layers 0-{n_layers - 1}")
+    return out

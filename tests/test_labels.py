@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lamina.data.align import pool_words, word_spans
+from lamina.data.align import pool_positions, word_spans
 from lamina.data.labels import add_log_frequency, label_tokens, split_report, token_frequency
 from lamina.models.tokenizers import gpt2_tokenizer
 
@@ -85,9 +85,12 @@ def test_split_word_in_text(df):
     assert list(z["is_word_last"]) == [False, False, False, True]
     vals = np.arange(len(df[df["doc"] == 1]), dtype=float)[:, None]  # row i is position i (no specials)
     d1 = df[df["doc"] == 1]
-    pooled, used = pool_words(vals, d1["word_index"].to_numpy(), "mean")
+    words = d1["word_index"].to_numpy()
+    mine = words >= 0                                                # tokens that belong to a word
+    pooled = pool_positions(torch.tensor(vals[mine], dtype=torch.float32), torch.as_tensor(words[mine]),
+                            int(words.max()) + 1)
     w = z["word_index"].iloc[0]
-    assert used[w] == z["position"].iloc[-1] and pooled[w, 0] == z["position"].mean()
+    assert pooled[w, 0] == z["position"].mean() == 1.5 + z["position"].iloc[0]
 
 
 def test_bos_tokenizer_positions(bos_tok, df):
@@ -129,18 +132,11 @@ def test_word_spans_leading_space_and_straddle():
     assert list(word_spans(offsets, words)) == [-1, 0, -1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("lib", ["numpy", "torch"])
-def test_pool_words(lib):
-    vals = np.arange(12, dtype=float).reshape(6, 2)  # rows [0,1],[2,3],...
-    idx = np.array([-1, 0, 0, 0, 2, -1])  # word 1 has no token
-    x = torch.tensor(vals) if lib == "torch" else vals
-    as_np = (lambda a: a.numpy()) if lib == "torch" else np.asarray
-    last, li = pool_words(x, idx, "last")
-    first, fi = pool_words(x, idx, "first")
-    mean, mi = pool_words(x, idx, "mean")
-    assert list(li) == [3, -1, 4] and list(fi) == [1, -1, 4] and list(mi) == [3, -1, 4]
-    np.testing.assert_array_equal(as_np(last)[[0, 2]], vals[[3, 4]])
-    np.testing.assert_array_equal(as_np(first)[[0, 2]], vals[[1, 4]])
-    np.testing.assert_array_equal(as_np(mean)[[0, 2]], [vals[1:4].mean(0), vals[4]])
-    assert np.isnan(as_np(last)[1]).all() and np.isnan(as_np(mean)[1]).all()
-    assert pool_words(x, idx, "last", n_words=4)[0].shape == (4, 2)
+def test_pool_positions():
+    """The mean of each sample's read rows; one read keeps its value bit for bit; no read gives NaN."""
+    vals = torch.tensor([[0.1, 1.0], [0.2, 3.0], [0.3, 5.0], [7.25, -1.0]])   # one row per read token
+    owner = torch.tensor([0, 0, 0, 2])                                           # sample 1 reads nothing
+    pooled = pool_positions(vals, owner, 4)
+    assert pooled.shape == (4, 2) and pooled.dtype == torch.float32
+    torch.testing.assert_close(pooled[0], torch.tensor([0.2, 3.0]))
+    assert torch.equal(pooled[2], vals[3]) and pooled[1].isnan().all() and pooled[3].isnan().all()

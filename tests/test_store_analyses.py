@@ -6,10 +6,9 @@ import pytest
 
 from lamina.analyses.tuning.contrasts import token_length
 from lamina.analyses.profile.laminar import profile, profile_store
-from lamina.analyses.sources import StoreSource
-from lamina.analyses.tuning.stored_samples import StoredSamples
+from lamina.analyses.sources.model import ModelSource
+from lamina.analyses.sources.store import StoreSource
 from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
-from lamina.analyses.tuning.run import gather_activations
 from lamina.data.corpus import Document, load_corpus
 from lamina.errors import InputError, SiteError
 from lamina.extract import extract
@@ -59,19 +58,19 @@ def test_missing_site_names_the_stored_ones(llama, store):
         top_examples_from(StoreSource(store, llama.tokenizer), ["mlp_post.1:100000"], progress=False)
 
 
-def test_tuning_samples_from_store_equal_gather_activations(llama, tmp_path):
+def test_tuning_samples_from_store_equal_the_model(llama, tmp_path):
     samples = token_length(llama.tokenizer, docs=load_corpus(max_docs=1), max_tokens=400, max_length=64)
     texts = [Document(f"t{i}", t) for i, t in enumerate(samples.texts)]
     store = extract(llama, texts, ["mlp_post.2", "resid_post.1"], tmp_path / "s", context=64, dtype="float32",
                     progress=False)
-    live = gather_activations(llama, samples, ["mlp_post.2", "resid_post.1"])
-    stored = StoredSamples(store, llama.tokenizer).activations(samples, ["mlp_post.2", "resid_post.1"])
+    live = ModelSource(llama).activations(samples, ["mlp_post.2", "resid_post.1"])
+    stored = StoreSource(store, llama.tokenizer).activations(samples, ["mlp_post.2", "resid_post.1"])
     for site in live:
         assert stored[site].shape == live[site].shape == (len(samples.rows), live[site].shape[1])
         np.testing.assert_allclose(stored[site], live[site], rtol=1e-5, atol=1e-5)
     other = extract(llama, texts[1:], ["mlp_post.2"], tmp_path / "other", context=64, dtype="float32", progress=False)
     with pytest.raises(InputError, match="not documents of"):
-        StoredSamples(other, llama.tokenizer).activations(samples, ["mlp_post.2"])
+        StoreSource(other, llama.tokenizer).activations(samples, ["mlp_post.2"])
 
 
 def test_incomplete_store_is_refused(llama, docs, tmp_path):

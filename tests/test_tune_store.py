@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lamina.analyses.tuning.contrasts import category, token_length
-from lamina.analyses.tuning.stored_samples import StoredSamples
+from lamina.analyses.sources.store import StoreSource
 from lamina.analyses.tuning.run import tune
 from lamina.cli import app
 from lamina.data.corpus import Document, load_corpus
@@ -46,7 +46,7 @@ def test_category_from_store_equals_the_model(llama, words, word_store):
     options = dict(site="mlp_post", layers="1-2", permutations=0, reference_permutations=0, probes=False,
                    n_examples=2, progress=False)
     live = tune(llama, words, **options)
-    stored = tune(StoredSamples(word_store, llama.tokenizer), words, **options)
+    stored = tune(StoreSource(word_store, llama.tokenizer), words, **options)
     _same_tuning(live.neurons, stored.neurons)
     assert stored.neurons["significant"].any()  # the comparison covers a non-empty significant set
     assert stored.settings["store"] == str(word_store.folder) and "store" not in live.settings
@@ -57,12 +57,12 @@ def test_category_from_store_equals_the_model(llama, words, word_store):
             assert t_live["tokens"] == t_stored["tokens"]
             np.testing.assert_allclose(t_stored["values"], t_live["values"], rtol=1e-5, atol=1e-5)
     # every stored layer of the kind when no --layers is given
-    assert StoredSamples(word_store, llama.tokenizer).site_names("mlp_post", None) == ([1, 2], ["mlp_post.1",
+    assert StoreSource(word_store, llama.tokenizer).site_names("mlp_post", None) == ([1, 2], ["mlp_post.1",
                                                                                               "mlp_post.2"])
 
 
 def test_store_refuses_what_it_cannot_answer(llama, words, word_store, tmp_path):
-    source = StoredSamples(word_store, llama.tokenizer)
+    source = StoreSource(word_store, llama.tokenizer)
     with pytest.raises(SiteError, match="does not hold mlp_post.3; it holds mlp_post.1, mlp_post.2, resid_post.0"):
         tune(source, words, layers="3", permutations=0, progress=False)
     with pytest.raises(SiteError, match="holds no attn_out site; it holds mlp_post.1"):
@@ -70,14 +70,14 @@ def test_store_refuses_what_it_cannot_answer(llama, words, word_store, tmp_path)
     # windows shorter than the texts: a read token's stored value comes from a later window
     short = _store(llama, words, tmp_path / "short", ["mlp_post.1"], context=4)
     with pytest.raises(InputError, match="beyond the first window of their text.*--context at least"):
-        StoredSamples(short, llama.tokenizer).activations(words, ["mlp_post.1"])
+        StoreSource(short, llama.tokenizer).activations(words, ["mlp_post.1"])
     # texts the store does not hold (another contrast's)
     other = token_length(llama.tokenizer, docs=load_corpus(max_docs=1), max_tokens=100)
     with pytest.raises(InputError, match="not documents of"):
         source.activations(other, ["mlp_post.1"])
     packed = _store(llama, words, tmp_path / "packed", ["mlp_post.1"], pack=True)
     with pytest.raises(InputError, match="--pack"):
-        StoredSamples(packed, llama.tokenizer)
+        StoreSource(packed, llama.tokenizer).activations(words, ["mlp_post.1"])
 
 
 def test_cli_tune_store_equals_tune(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 from common import Lesson
 
 from lamina.analyses.tuning.contrasts import category
-from lamina.analyses.tuning.samples import gather_activations
+from lamina.analyses.sources.model import ModelSource
 from lamina.analyses.tuning.run import describe_test, design_for
 from lamina.models import random_like
 from lamina.stats import correct_pvalues, permutation_null, primary_test
@@ -26,14 +26,15 @@ def main(argv=None):
     layer = L.args.layer if L.args.layer is not None else L.middle_layer()
     samples = category(lm.tokenizer)
     # one pass over the texts: the activations feed both the test and the image (`tune` would read them again)
-    X = gather_activations(lm, samples, lm.sites([f"mlp_post.{layer}"]))[f"mlp_post.{layer}"]
+    site = f"mlp_post.{layer}"
+    X = ModelSource(lm).activations(samples, [site])[site]
     y = samples.rows["label"].to_numpy(bool)
     design = design_for(samples)                       # word type x paragraph, as `lamina tune` does
     n = primary_test(X, y, design).assign(neuron=np.arange(X.shape[1]))
     n["significant"] = correct_pvalues(n["p"].to_numpy(), "fdr_bh", "model").reject   # one layer: its own family
     null = permutation_null(X, y, L.pick(5, 100), design=design)          # the count's null, same unit
     # the random-weights control: the same words, test and correction on a model of the same shape
-    Xr = gather_activations(random_like(lm, seed=1), samples, lm.sites([f"mlp_post.{layer}"]))[f"mlp_post.{layer}"]
+    Xr = ModelSource(random_like(lm, seed=1)).activations(samples, [site])[site]
     n_random = int(correct_pvalues(primary_test(Xr, y, design)["p"].to_numpy(), "fdr_bh", "model").reject.sum())
     n = n.sort_values("t")
     k = L.pick(10, 20)

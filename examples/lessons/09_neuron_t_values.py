@@ -17,7 +17,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from lamina.analyses.tuning.contrasts import category
-from lamina.analyses.tuning.samples import gather_activations
+from lamina.analyses.sources.model import ModelSource
 from lamina.analyses.tuning.run import tune
 
 
@@ -37,7 +37,7 @@ def main(argv=None):
     sig = n[n["significant"]]
     bh_t = float(sig["t"].abs().min()) if len(sig) else None
     bonf_t = (float(n[n["significant_bonferroni"]]["t"].abs().min()) if n["significant_bonferroni"].any() else None)
-    X = gather_activations(lm, samples, lm.sites([f"mlp_post.{layer}"]))[f"mlp_post.{layer}"]
+    X = ModelSource(lm).activations(samples, lm.sites([f"mlp_post.{layer}"]))[f"mlp_post.{layer}"]
     y = samples.rows["label"].to_numpy(bool)
     A, B = X[y], X[~y]
     welch = bh_count(stats.ttest_ind(A, B, equal_var=False).pvalue)

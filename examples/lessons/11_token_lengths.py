@@ -14,7 +14,7 @@ import numpy as np
 from common import Lesson
 
 from lamina.analyses.tuning.contrasts import token_length
-from lamina.analyses.tuning.samples import parse_layers
+from lamina.sites import parse_layers
 from lamina.analyses.tuning.run import tune
 from lamina.analyses.tuning.controls import run_controls
 

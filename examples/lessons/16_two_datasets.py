@@ -19,7 +19,7 @@ import numpy as np
 from common import Lesson
 
 from lamina.analyses.tuning.contrasts import nouns_verbs
-from lamina.analyses.tuning.samples import gather_activations
+from lamina.analyses.sources.model import ModelSource
 from lamina.analyses.tuning.compare import compare_tunes, concordance, write_comparison
 from lamina.analyses.tuning.run import design_for
 from lamina.data.corpus import load_corpus
@@ -72,7 +72,7 @@ def main(argv=None):
     X, y, rows, designs, tables = {}, {}, {}, {}, {}
     for h, d in halves.items():
         s = nouns_verbs(lm.tokenizer, docs=d, max_tokens=L.pick(1200, 6000), max_per_group=L.pick(80, 300))
-        X[h] = gather_activations(lm, s, site)[f"mlp_post.{layer}"]
+        X[h] = ModelSource(lm).activations(s, site)[f"mlp_post.{layer}"]
         y[h], rows[h], designs[h] = s.rows["label"].to_numpy(float), s.rows, design_for(s)
         tables[h] = neuron_table(X[h], y[h], designs[h], layer)
     cmp = compare_tunes(tables["A"], tables["B"], labels=("documents A", "documents B"))

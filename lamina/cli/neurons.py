@@ -146,7 +146,7 @@ def top_examples_command(
     options = dict(k=k, batch_size=batch_size, max_tokens=max_tokens, n_random=n_random, n_quantiles=quantiles,
                    per_quantile=per_quantile, progress=not as_json)
     if store is not None:
-        from lamina.analyses.sources import StoreSource
+        from lamina.analyses.sources.store import StoreSource
         from lamina.models.registry import load_tokenizer
         from lamina.store import ActivationStore
 

@@ -150,7 +150,7 @@ def _check_store_contrast(contrast: str, store, controls: bool) -> None:
 
 def _open_store(folder: Path, model: Optional[str], seed: Optional[int]):
     """The store as a samples source, refused when --model / --seed name another model than it was made with."""
-    from lamina.analyses.tuning.stored_samples import StoredSamples
+    from lamina.analyses.sources.store import StoreSource
     from lamina.errors import InputError
     from lamina.store import ActivationStore
 
@@ -161,7 +161,7 @@ def _open_store(folder: Path, model: Optional[str], seed: Optional[int]):
                          "give a store of that model")
     if seed is not None and s["model"].startswith("random:") and seed != s.get("seed"):
         raise InputError(f"{folder} holds activations of {s['model']} with seed {s.get('seed')}, not --seed {seed}")
-    return StoredSamples(stored)
+    return StoreSource(stored)
 
 
 def _write_texts(samples, path: Path, spec: str) -> None:

@@ -18,7 +18,7 @@ from lamina.data.corpus import Document
 from lamina import validate
 from lamina.errors import InputError
 
-POSITION_BITS = 24  # row id = doc << 24 | position: a token's global id in constant memory
+POSITION_BITS = 24  # row id = doc << 24 | position: a token's global id in constant memory (`row_id`)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Batch:
     input_ids: torch.Tensor       # [b, t]
     attention_mask: torch.Tensor  # [b, t] 1 = real token
     count: torch.Tensor           # [b, t] bool: token enters statistics
-    row_ids: torch.Tensor         # [b, t] int64: doc << 24 | position in doc
+    row_ids: torch.Tensor         # [b, t] int64: row_id(doc, position in doc), -1 for padding
     windows: list[Window]
 
     @property
@@ -105,13 +105,18 @@ def batches(windows: list[Window], batch_size: int, pad_id: int, skip_first: boo
             input_ids[b, :n] = torch.tensor(w.ids)
             mask[b, :n] = 1
             count[b, max(w.first_counted, 1 if skip_first else 0):n] = True
-            rows[b, :n] = (w.doc << POSITION_BITS) + w.start + torch.arange(n)
+            rows[b, :n] = row_id(w.doc, w.start + torch.arange(n))
         yield Batch(input_ids, mask, count, rows, group)
 
 
-def split_row_id(row_id):
+def row_id(doc, position):
+    """The global row id of token `position` of document `doc`; elementwise on integer arrays and tensors too."""
+    return (doc << POSITION_BITS) | position
+
+
+def split_row_id(row):
     """(document index, position in document) of a global row id; elementwise on integer arrays too."""
-    return row_id >> POSITION_BITS, row_id & ((1 << POSITION_BITS) - 1)
+    return row >> POSITION_BITS, row & ((1 << POSITION_BITS) - 1)
 
 
 def corpus_windows(lm, docs: list[Document], context: int = 128, stride: int | None = None, pack: bool = False,

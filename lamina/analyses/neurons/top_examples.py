@@ -8,7 +8,7 @@
         per batch:     the token at the argmax       -> the tally of top tokens
         running:       count, sum, max, min
     The windows holding the chosen tokens then run once more (or are read from the store), so every shown
-    token has its activation. Activations come from a source (analyses/sources.py): the model, or a store.
+    token has its activation. Activations come from a source (analyses/sources/): the model, or a store.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lamina import validate
-from lamina.analyses.sources import ModelSource
+from lamina.analyses.sources.model import ModelSource
 from lamina.data.corpus import Document
 from lamina.data.windows import split_row_id
 from lamina.errors import InputError
@@ -145,8 +145,7 @@ def top_examples_from(source, neurons: list[str], k: int = 10, batch_size: int =
                                            n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
                                            reservoir=reservoir, seed=seed, n_docs=len(source.doc_ids),
                                            n_windows=len(source.windows)))
-    if getattr(source, "store", None) is not None:
-        result.settings["store"] = str(source.store.folder)
+    result.settings.update(source.provenance())
     decode = source.tokenizer.decode
     for name, tr in trackers.items():
         p = picks[name]

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from lamina import validate
 from lamina.analyses.profile.layer_stats import LayerStats
-from lamina.analyses.sources import ModelSource, StoreSource
+from lamina.analyses.sources.model import ModelSource
+from lamina.analyses.sources.store import StoreSource
 from lamina.data.corpus import Document, fingerprint
 from lamina.data.windows import split_row_id
 from lamina.errors import InputError, SiteError
@@ -113,7 +114,8 @@ def profile_with(lm, docs: list[Document], settings: ProfileSettings, progress: 
 
 def profile_store(store, kind: str = "resid_post", batch_size: int = 8, tokenizer=None,
                   max_tokens: int | None = None, progress: bool = True) -> ProfileResult:
-    """The laminar profile of the `kind` layers held in an activation store (read in chunks, no model run).
+    """The laminar profile of the `kind` layers held in an activation store (read in chunks, no model run;
+    `tokenizer`: None loads the store's model's).
 
     Equal to `profile` on the model and corpus that filled the store (same windows; float32 store)."""
     if kind not in PROFILE_KINDS:
@@ -155,7 +157,7 @@ def profile_result(source, readings: list[tuple[str, int, str]], stats: list[Lay
                    settings: dict) -> ProfileResult:
     """The profile's table and massive activations from the statistics of each reading."""
     table, massive = [], []
-    decode = source.tokenizer.decode if source.tokenizer is not None else lambda ids: str(ids[0])
+    decode = source.tokenizer.decode
     for (label, layer, site), stat in zip(readings, stats):
         row = stat.result()
         top = row.pop("top")

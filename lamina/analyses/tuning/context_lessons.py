@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from lamina.analyses.tuning.contrasts import SampleSet, builtin_file, encode_text, read_lines, span_positions
-from lamina.analyses.tuning.samples import gather_activations, parse_layers
+from lamina.analyses.sources.model import ModelSource
 from lamina.errors import InputError
+from lamina.sites import parse_layers
 
 LENGTH_GROUPS = ("below median", "at median", "above median")
 
@@ -153,7 +154,7 @@ def context_effect(lm, items: list[tuple[str, str]] | None = None, site: str = "
                         max_length=512)
     layer_ids = parse_layers(layers, lm.n_layers)
     sites = lm.sites([f"{site}.{L}" for L in layer_ids])
-    acts = gather_activations(lm, samples, sites, batch_size)
+    acts = ModelSource(lm).activations(samples, sites, batch_size)
     df = samples.rows
     out = []
     for L, s in zip(layer_ids, sites):

@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from lamina.analyses.sources.base import ActivationSource
 from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.analyses.tuning.settings import TuneSettings
 from lamina.analyses.tuning.layer import confound_columns, probe_ks
@@ -133,7 +134,7 @@ def describe_test(samples: SampleSet, alpha: float, design: PrimaryDesign | None
             "as independent; Mann-Whitney U reported beside it")
 
 
-def run_settings(source, samples: SampleSet, design: PrimaryDesign, ts: TuneSettings, layer_ids: list[int], bh, bonf,
+def run_settings(source: ActivationSource, samples: SampleSet, design: PrimaryDesign, ts: TuneSettings, layer_ids: list[int], bh, bonf,
                  null: np.ndarray, laminar: pd.DataFrame) -> dict:
     """The settings block of a run's results: what was tested, at which unit, over which family, with which
     null, in words and numbers; `tune_settings`: the TuneSettings as they were given."""
@@ -158,8 +159,7 @@ def run_settings(source, samples: SampleSet, design: PrimaryDesign, ts: TuneSett
          "cv_folds": ("grouped by " + ("pair" if design.paired else design.unit_names[0])
                       if design.level != "occurrence" else "stratified, ungrouped"),
          "seed": ts.seed, "notes": samples.notes, "n_significant_total": total}
-    if hasattr(source, "store"):  # read from an activation store: which one, and its storage dtype
-        s["store"], s["store_dtype"] = str(source.store.folder), source.dtype
+    s.update(source.provenance())  # where the activations came from: a store's folder and storage dtype
     if samples.kind == "binary":
         s.update(probe_ks=probe_ks(ts.ks, samples.y, ts.cv), probe_rankings=list(ts.rank_by) if ts.probes else [],
                  confounds=confound_columns(samples))

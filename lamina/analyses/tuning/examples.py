@@ -12,7 +12,7 @@ def token_heatmaps(source, samples: SampleSet, laminar: pd.DataFrame, acts: dict
                    n_neurons: int = 4, n_texts: int = 4, max_tokens: int = 48) -> list[dict]:
     """Activations of the best neuron of the most strongly tuned layers over a few sample texts.
 
-    `source`: where the activations come from (`ModelSamples` or `StoredSamples`); `acts`: the samples'
+    `source`: the `ActivationSource` the activations come from (the model or a store); `acts`: the samples'
     activations it gave. Texts: those holding the samples where
     the neuron is highest and lowest (with their pair partners in a paired design).
     Returns [{neuron, layer, index, scale, texts: [{group, tokens, values, read}]}].

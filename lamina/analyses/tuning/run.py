@@ -5,8 +5,8 @@ One contrast flows like this:
         word type, paragraph, document, pair)
     ──► design_for (tuning_design.py): the primary test at the unit of replication (word type x paragraph:
         two-way cluster-robust OLS; pairs: paired t; `unit="occurrence"`: every row independent)
-    ──► the samples' activations, every requested layer in one pass per batch: from the model
-        (sample_activations.ModelSamples) or from an activation store (stored_samples.StoredSamples)
+    ──► the samples' activations, every requested layer in one pass per batch, from an activation source
+        (analyses/sources/: the model, `ModelSource`, or an activation store, `StoreSource`)
     ──► per layer (tuning_layer.py): the primary test and the side tests
     ──► BH FDR and Bonferroni over the stated family (each layer, or the whole model)
     ──► the permutation null at the same unit (labels permuted among word types, signs flipped within
@@ -26,17 +26,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lamina.analyses.tuning.contrasts import SampleSet
-from lamina.analyses.tuning.samples import gather_activations, parse_layers, samples_source
+from lamina.analyses.sources import as_source
 from lamina.analyses.tuning.settings import PROBE_KS, TuneSettings
 from lamina.analyses.tuning.design import (check_sizes, cv_groups, describe_test, design_for, drop_first_token,
                                            run_settings)
 from lamina.analyses.tuning.examples import token_heatmaps
 from lamina.analyses.tuning.layer import best_order, layer_binary, layer_continuous, probe_ks, top_table
+from lamina.sites import parse_layers
 from lamina.stats import (PrimaryDesign, TooFewSamplesError, correct_pvalues, count_per_layer, label_draws,
                           logistic_tests, null_band, null_pvalues, sparse_probe)
 
 SINK_KINDS = ("resid_pre", "resid_mid", "resid_post")  # sites where the first token's state is an outlier
-__all__ = ["TuningResult", "TuneSettings", "tune", "design_for", "parse_layers", "gather_activations", "probe_ks",
+__all__ = ["TuningResult", "TuneSettings", "tune", "design_for", "parse_layers", "probe_ks",
            "PROBE_KS", "drop_first_token", "check_sizes", "describe_test"]
 
 
@@ -66,15 +67,15 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
          **options) -> TuningResult:
     """Per-neuron tuning of a site kind's neurons to a contrast in every requested layer (module docstring).
 
-    `lm`: a LanguageModel, or a samples source (`stored_samples.StoredSamples` reads a store instead of running
-    the model). `settings`: a `TuneSettings`, or its fields by keyword (`tune(lm, samples, site="q",
+    `lm`: a LanguageModel, an ActivationStore, or an activation source (`analyses.sources`: `StoreSource` reads
+    a store instead of running the model). `settings`: a `TuneSettings`, or its fields by keyword (`tune(lm, samples, site="q",
     layers="3-5")`; with both, the keywords replace those fields). `unit`: None (the samples' own units: word
     type x paragraph for corpus contrasts, the pair for pairs), "occurrence", or unit column names.
     """
     t0 = time.perf_counter()
     ts = dataclasses.replace(settings, **options) if settings is not None else TuneSettings(**options)
     site, cv, seed = ts.site, ts.cv, ts.seed
-    source = samples_source(lm)
+    source = as_source(lm, "tune")
     layer_ids, sites = source.site_names(site, ts.layers)  # SiteError for kinds this model (store) lacks
     if site in SINK_KINDS and not ts.keep_first_token:
         samples = drop_first_token(samples)
