@@ -196,7 +196,7 @@ def site_width(lm, site: Site) -> int:
         if type(down).__name__ == "Conv1D":  # GPT-2: weight [in, out]
             return down.weight.shape[0]
     token = lm.tokenizer.eos_token_id or 0
-    return int(lm.capture({"input_ids": torch.tensor([[token]], device=lm.device)}, [site])[site.name][0, 0].numel())
+    return int(lm.capture(lm.inputs(torch.tensor([[token]])), [site])[site.name][0, 0].numel())
 
 
 def check_positions(edits: list[BoundEdit], lengths: list[int]) -> None:
