@@ -16,9 +16,6 @@ from lamina.errors import InputError, SiteError, StoreError
 from lamina.store.manifest import read_manifest
 from lamina.store.shards import bad_sidecars, check_shards, complete_shards, shard_path, verify_shard
 
-META = ("token_id", "row_id")  # per-row metadata stored in every shard beside the sites
-
-
 class ActivationStore:
     """A store folder: `read(site)` -> [rows, ...] over all complete shards, `tokens()` -> DataFrame."""
 

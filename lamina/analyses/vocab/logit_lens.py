@@ -82,20 +82,6 @@ def unembed_normed(lm, normed: torch.Tensor) -> torch.Tensor:
         return softcap(lm, lm.model.get_submodule(lm.anatomy.family.unembed)(normed))
 
 
-def iter_lens(lm, batch: dict):
-    """Yield (layer, lens logits [batch, tokens, vocab]) for every block, then ("final", model logits).
-
-    One capture gives every raw `resid_post.L` (hooks, [batch, tokens, d_model] each) and the model's own
-    logits; each layer's logits are computed only when the caller asks for them, so one lives at a time.
-    """
-    N = lm.n_layers
-    acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
-    yield "final", softcap(lm, acts["logits"])  # the `logits` site is lm_head's output, before any soft-cap
-    for L in range(N):
-        # Padding rows hold NaN; they stay NaN through the norm and are dropped by the caller.
-        yield L, lens_logits(lm, acts[f"resid_post.{L}"])
-
-
 def _decoder(tokenizer):
     cache: dict[int, str] = {}
 
