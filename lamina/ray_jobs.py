@@ -151,7 +151,8 @@ def lamina_cause(err: BaseException) -> LaminaError | None:
 
 def raised_by_actor_code(err: BaseException) -> bool:
     """True when the actor's own code raised the error, a bug whose traceback must be seen, not a failure of the
-    cluster: Ray Data's UserCodeException, or a RayTaskError made on the fly over a non-Ray type (RayTaskError(KeyError))."""
+    cluster: Ray Data's UserCodeException, or a RayTaskError made on the fly over a non-Ray type
+    (RayTaskError(KeyError))."""
     ray = require_ray()
     generic = (BaseException, Exception, object)
     for e in _chain(err, context=False):  # not the context: Ray raises its own errors while handling StopIteration

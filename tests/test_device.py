@@ -5,8 +5,12 @@ the CPU. `lm.inputs` (the one place that moves inputs) really moves them to meta
 the model fails on any tensor input that is not on meta; it then hands the forward the CPU values those meta
 tensors stand for, so each pipeline runs to its end and every later forward pass is checked too. A call site
 that built its own input dict from the CPU tensors the tokenizer and the windows make would reach the model
-with CPU tensors and fail here, as it would fail on a GPU. What runs after the forward pass (statistics on
-activations that live on a GPU) is not covered: benchmarks/gpu_main_job.py runs that on a real GPU.
+with CPU tensors and fail here, as it would fail on a GPU. Soft prompts (maximize's inputs_embeds) go through
+`lm.inputs` too, and keep their gradient through the swap. A moved batch may serve several passes (clean and
+edited): a pass whose inputs were all checked before counts once. Reading a moved tensor's values before its
+forward pass cannot work on meta: host-side reads use `lm.encode`. Not covered: what runs after the forward
+pass (statistics on activations that live on a GPU; benchmarks/gpu_main_job.py runs that on a real GPU), and
+HF's `generate` (steer --generate), which builds each step's inputs itself from the moved prompt.
 """
 from __future__ import annotations
 
@@ -71,7 +75,8 @@ class ReportsMeta(LanguageModel):
             values = super().inputs(*args, **kwargs)         # inputs_embeds keep their graph: clone is differentiable
         finally:
             self.on = META
-        self.real.update({id(moved[k]): values[k].clone() for k in moved})  # a copy: the swap must not touch the caller's
+        # a copy: the swap must not touch the caller's tensors
+        self.real.update({id(moved[k]): values[k].clone() for k in moved})
         self.alive.extend(moved.values())
         return moved
 
@@ -90,7 +95,8 @@ class ReportsMeta(LanguageModel):
     @contextlib.contextmanager
     def checking(self):
         """The input check on the model (and its base model) while the block runs."""
-        handles = [m.register_forward_pre_hook(self.check, with_kwargs=True) for m in (self.model, self.model.base_model)]
+        handles = [m.register_forward_pre_hook(self.check, with_kwargs=True)
+                   for m in (self.model, self.model.base_model)]
         try:
             yield self
         finally:

@@ -18,7 +18,8 @@ from lamina.analyses.vocab.projections import (
 from lamina.errors import SiteError
 
 CAT = 3797  # " cat" in the GPT-2 tokenizer, which every random model uses
-TYPES = ("gpt2", "llama", "phi3", "gpt_neox", "gptj", "opt", "bloom", "gpt_bigcode")  # Conv1D, fused and multi-query layouts
+# Conv1D, fused and multi-query layouts
+TYPES = ("gpt2", "llama", "phi3", "gpt_neox", "gptj", "opt", "bloom", "gpt_bigcode")
 
 
 @contextlib.contextmanager

@@ -120,7 +120,8 @@ def patch_pair(lm, clean: str, corrupt: str, kind: str = "resid_pre", layers=Non
 
 
 def patch_pairs(lm, pairs, kind: str = "resid_pre", layers=None, metric: str = "kl", targets=None,
-                align: str = "exact", batch_size: int = 32, last: int | None = None, progress: bool = True) -> PatchResult:
+                align: str = "exact", batch_size: int = 32, last: int | None = None,
+                progress: bool = True) -> PatchResult:
     """Mean over pairs of the sweep, positions counted from the end of the clean text (-1 = final token)."""
     if not pairs:
         raise InputError("the pairs file holds no pair")

@@ -73,7 +73,8 @@ def input_vectors(lm, layer: int) -> dict[str, torch.Tensor]:
     block, out = lm.anatomy.block(layer), {}
     if not lm.anatomy.family.mlp_in:
         raise UnsupportedArchitectureError(
-            f"family '{lm.anatomy.family.name}' has no mlp_in paths; add them to its table in lamina/anatomy/families.py")
+            f"family '{lm.anatomy.family.name}' has no mlp_in paths; add them to its table in "
+            "lamina/anatomy/families.py")
     for role, path in lm.anatomy.family.mlp_in.items():
         w = _out_in(lm.model.get_submodule(f"{block}.{path}"))
         if role == "gate_up":          # fused [gate | up] (Phi-3)
@@ -132,9 +133,11 @@ def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
             views = [("output", "raw", output_scores(lm, w_out[index:index + 1])[0]),
                      ("output", "with final norm weight", output_scores(lm, w_out[index:index + 1], True)[0])]
             if lm.anatomy.family.mlp_in:  # families whose table names the MLP's input projections
-                views += [("input", role, w[index] @ lm.embedding_matrix().T) for role, w in input_vectors(lm, site.layer).items()]
+                views += [("input", role, w[index] @ lm.embedding_matrix().T)
+                          for role, w in input_vectors(lm, site.layer).items()]
             else:
-                warnings.warn(f"no input side for {lm.anatomy.family.name}: its family table has no mlp_in", stacklevel=2)
+                warnings.warn(f"no input side for {lm.anatomy.family.name}: its family table has no mlp_in",
+                              stacklevel=2)
         elif site.kind in ("q", "k", "v"):
             rows = qkv_vectors(lm, site.kind, site.layer)                         # [heads * d_head, d]
             check_neuron_index(site, index, rows.shape[0])
