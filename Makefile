@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make run    set up .venv, then verify + profile the embedded model on the built-in corpus -> lamina-out/report.html
-#   make test   set up .venv, then run the test suite (what CI runs)
+#   make test   set up .venv, then lint (ruff, the rules in pyproject.toml) and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -42,6 +42,7 @@ run: $(VENV)/.installed
 	$(BIN)/lamina report $(OUT)
 
 test: $(VENV)/.installed-dev browser
+	$(BIN)/ruff check lamina tests examples benchmarks
 	$(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.installed-dev

@@ -80,7 +80,8 @@ class BoundEdit:
         mask = torch.zeros(batch, tokens, dtype=torch.bool, device=device)
         if isinstance(p, torch.Tensor):
             if tuple(p.shape) != (batch, tokens):
-                raise InputError(f"{self.site.name}: position mask is {tuple(p.shape)}, the batch is ({batch}, {tokens})")
+                raise InputError(f"{self.site.name}: position mask is {tuple(p.shape)}, "
+                                 f"the batch is ({batch}, {tokens})")
             return p.to(device=device, dtype=torch.bool)
         cols = (0,) if p == "first" else p
         if max(cols) >= tokens:
@@ -109,7 +110,8 @@ class BoundEdit:
             else:
                 if v.dim() >= 2:                    # [tokens, n] or [batch, tokens, n]: cut to this batch's tokens
                     if v.shape[-2] < tokens:
-                        raise InputError(f"{self.site.name}: the set value covers {v.shape[-2]} tokens, the batch has {tokens}")
+                        raise InputError(f"{self.site.name}: the set value covers {v.shape[-2]} tokens, "
+                                         f"the batch has {tokens}")
                     v = v[..., :tokens, :]
                 new = v.expand_as(old)
         new = torch.where(mask, new, old)
@@ -171,7 +173,8 @@ def bind_all(lm, edits) -> list[BoundEdit]:
         site = e.site if isinstance(e.site, Site) else lm.sites([e.site])
         if not isinstance(site, Site):
             if len(site) != 1:
-                raise SiteError(f"an edit needs one site with its layer, e.g. {site[0].name}; '{e.site}' names {len(site)}")
+                raise SiteError(f"an edit needs one site with its layer, e.g. {site[0].name}; "
+                                f"'{e.site}' names {len(site)}")
             site = site[0]
         sites.append(site)
     for s in sites:
@@ -196,7 +199,7 @@ def site_width(lm, site: Site) -> int:
         if type(down).__name__ == "Conv1D":  # GPT-2: weight [in, out]
             return down.weight.shape[0]
     token = lm.tokenizer.eos_token_id or 0
-    return int(lm.capture({"input_ids": torch.tensor([[token]], device=lm.device)}, [site])[site.name][0, 0].numel())
+    return int(lm.capture(lm.inputs(torch.tensor([[token]])), [site])[site.name][0, 0].numel())
 
 
 def check_positions(edits: list[BoundEdit], lengths: list[int]) -> None:

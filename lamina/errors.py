@@ -34,6 +34,10 @@ class StoreError(LaminaError):
     """An activation store that is corrupt, incomplete, or being written by another process."""
 
 
+class RayJobError(LaminaError):
+    """A Ray job that Ray itself could not finish (an actor or node died, memory ran out): not the store's fault."""
+
+
 class NotCapturedError(SiteError, KeyError):
     """A site that was not captured: a KeyError (as dict lookups raise) that is also a LaminaError."""
 

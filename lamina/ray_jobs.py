@@ -21,14 +21,15 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lamina import validate
-from lamina.errors import InputError, LaminaError, MissingExtraError, StoreError
+from lamina import errors, validate
+from lamina.errors import InputError, LaminaError, MissingExtraError, RayJobError, StoreError
 
 CONNECT_TIMEOUT_S = 5.0   # an address that does not answer within this fails at once, in one line
 DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client (ray://host) and the GCS (host)
@@ -113,22 +114,66 @@ def check_resources(ray, settings: RaySettings) -> None:
                              f"{name}s but the Ray cluster has {have.get(name, 0.0):g}; ask for fewer")
 
 
-def lamina_cause(err: BaseException) -> LaminaError | None:
-    """The LaminaError an actor raised, rebuilt from Ray's wrappers (ActorDiedError, RayTaskError(StoreError):
-    a class made on the fly whose text is the actor's traceback, ending in `lamina.errors.StoreError: ...`)."""
+def _chain(err: BaseException, context: bool = True):
+    """`err` and every exception it wraps (Ray's `cause`, __cause__, exceptions in args, and with `context` what
+    it was raised while handling), once each."""
     todo, seen = [err], set()
     while todo:
         e = todo.pop(0)
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
+        yield e
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__ if context else None]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+
+
+ERROR_LINE = re.compile(r"^lamina\.errors\.(\w+): (.*)$", re.M)  # how a traceback's text names a LaminaError
+
+
+def lamina_cause(err: BaseException) -> LaminaError | None:
+    """The LaminaError an actor raised, rebuilt from Ray's wrappers (ActorDiedError, RayTaskError(StoreError):
+    a class made on the fly whose text is the actor's traceback, ending in `lamina.errors.StoreError: ...`).
+    Ray Data keeps only the text of an error raised in an actor's __call__ (a RayTaskError(UserCodeException)
+    whose traceback names it): the last `lamina.errors.X: message` line there."""
+    for e in _chain(err):
         kinds = [c for c in type(e).__mro__ if issubclass(c, LaminaError) and c.__module__ == LaminaError.__module__]
         if kinds:
             lines = str(e).strip().splitlines() or [""]
             return kinds[0](lines[-1].split(f"{kinds[0].__name__}: ", 1)[-1])
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
-        todo += [a for a in e.args if isinstance(a, BaseException)]
+    for e in _chain(err):
+        named = [(getattr(errors, m[1], None), m[2]) for m in ERROR_LINE.finditer(str(e))]
+        named = [(kind, text) for kind, text in named if isinstance(kind, type) and issubclass(kind, LaminaError)]
+        if named:
+            return named[-1][0](named[-1][1])
     return None
+
+
+def raised_by_actor_code(err: BaseException) -> bool:
+    """True when the actor's own code raised the error, a bug whose traceback must be seen, not a failure of the
+    cluster: Ray Data's UserCodeException, or a RayTaskError made on the fly over a non-Ray type
+    (RayTaskError(KeyError))."""
+    ray = require_ray()
+    generic = (BaseException, Exception, object)
+    for e in _chain(err, context=False):  # not the context: Ray raises its own errors while handling StopIteration
+        if isinstance(e, ray.exceptions.UserCodeException):
+            return True
+        if isinstance(e, ray.exceptions.RayTaskError) and any(
+                c not in generic and not c.__module__.startswith("ray") for c in type(e).__mro__):
+            return True
+    return False
+
+
+def job_error(err: BaseException, on_failure: str) -> BaseException | None:
+    """What a failed Ray job raises: the actor's LaminaError as it was; None (re-raise `err`) for any other error
+    the actor's code raised; RayJobError, naming Ray's error, when Ray itself failed (an actor or node died)."""
+    cause = lamina_cause(err)
+    if cause is not None:
+        return cause
+    if raised_by_actor_code(err):
+        return None
+    last = (str(err).strip().splitlines() or [""])[-1][:300]
+    return RayJobError(f"the Ray job failed ({type(err).__name__}: {last}); {on_failure}")
 
 
 def windows_row(index: int, first: int, windows) -> dict:
@@ -296,11 +341,11 @@ class RayExecutor:
             for row in mapped.iter_rows():
                 bar.update(1)
                 yield row
-        except Exception as err:  # noqa: BLE001  (Ray wraps an actor's error in its own types)
-            cause = lamina_cause(err)
-            if cause is not None:
-                raise cause from None
-            raise StoreError(f"the Ray job failed: {str(err).strip().splitlines()[-1][:300]}; {on_failure}") from None
+        except ray.exceptions.RayError as err:  # Ray wraps an actor's error in its own types
+            replaced = job_error(err, on_failure)
+            if replaced is None:
+                raise
+            raise replaced from None
         finally:
             bar.close()
             self.close()

@@ -159,7 +159,8 @@ def test_batched_patch_sweep_equals_one_patch_per_pass(llama):
     n = corrupt.shape[1]
     mask = torch.zeros(1, n, dtype=torch.bool)
     mask[0, n - 1] = True
-    lp = torch.log_softmax(llama.run(TEXT, edits=[Edit("resid_pre.0", "set", positions=mask, value=corrupt)])["logits"][0, -1], -1)
+    patched = llama.run(TEXT, edits=[Edit("resid_pre.0", "set", positions=mask, value=corrupt)])["logits"]
+    lp = torch.log_softmax(patched[0, -1], -1)
     lr = torch.log_softmax(_logits(llama, OTHER)[0, -1], -1)
     assert many.raw[0, n - 1] == pytest.approx(float((lr.exp() * (lr - lp)).sum()), rel=1e-4, abs=1e-7)
 
@@ -174,7 +175,8 @@ def test_align_positions_maps_prefix_and_suffix():
 def test_steer_adds_the_vector_to_the_residual(llama):
     v = torch.randn(llama.anatomy.d_model, generator=torch.Generator().manual_seed(0))
     clean = llama.capture(TEXT, ["resid_post.1", "resid_post.2"])
-    got = llama.run(TEXT, edits=[Steer("resid_post.1", v, alpha=2.0, positions=[3])], sites=["resid_post.1", "resid_post.2"])
+    got = llama.run(TEXT, edits=[Steer("resid_post.1", v, alpha=2.0, positions=[3])],
+                    sites=["resid_post.1", "resid_post.2"])
     torch.testing.assert_close(got["resid_post.1"][0, 3], clean["resid_post.1"][0, 3] + 2 * v)
     torch.testing.assert_close(got["resid_post.1"][0, :3], clean["resid_post.1"][0, :3])
     torch.testing.assert_close(got["resid_post.2"][0, :3], clean["resid_post.2"][0, :3], atol=1e-6, rtol=1e-6)  # causal
@@ -198,7 +200,8 @@ def test_baseline_loss_equals_hf_loss_and_noop_edit_has_zero_kl(llama):
     assert s["baseline"]["perplexity"] == pytest.approx(np.exp(mean), rel=1e-5)
     assert s["ablated"]["loss"] == pytest.approx(mean, rel=1e-5)
     assert abs(s["kl"]["value"]) < 1e-6
-    skip = edit_metrics(llama, [Edit("mlp_post.0", "scale", value=1.0)], docs, context=64, max_tokens=None, skip_first=True)
+    skip = edit_metrics(llama, [Edit("mlp_post.0", "scale", value=1.0)], docs, context=64, max_tokens=None,
+                        skip_first=True)
     assert skip.summary["n_tokens"] == s["n_tokens"] - 2  # one prediction from a single token per window
 
 
@@ -225,15 +228,45 @@ def test_top_neurons_and_variance_matched_draws():
     assert sorted(v // 10 for v in drawn) == [0, 5, 9]  # one per decile of the tuned neurons
 
 
-def test_causal_tuning_runs_and_reports_a_band(llama):
+def _pair_kl_by_hand(lm, pairs, layer: int, zeroed: list[int]) -> np.ndarray:
+    """KL(negated || affirmed) at the final token per pair, from HF's own logits with mlp_post.`layer`'s `zeroed`
+    neurons set to 0 by a hook of our own on the input of the MLP's down projection."""
+    down = lm.model.get_submodule(f"{lm.anatomy.block(layer)}.{lm.anatomy.family.mlp_down}")
+
+    def zero(module, args):
+        x = args[0].clone()
+        x[..., zeroed] = 0
+        return (x,)
+
+    handle = down.register_forward_pre_hook(zero)
+    try:
+        with torch.no_grad():
+            lp = [[torch.log_softmax(lm.model(**lm.tokenize([t])).logits[0, -1].double(), -1) for t in p]
+                  for p in pairs]
+    finally:
+        handle.remove()
+    return np.array([float((neg.exp() * (neg - aff)).sum()) for aff, neg in lp])
+
+
+def test_causal_tuning_matches_ablations_by_hand(llama):
+    """Every draw's effect is the change in KL from HF's forward pass with those neurons zeroed by hand; the band
+    is the random draws' 2.5-97.5% quantiles and the p the rank of |top| among them,
+    (1 + #{|random| >= |top|}) / (R + 1)."""
     table = pd.DataFrame({"layer": [1] * 512, "neuron": range(512), "q": np.linspace(0, 1, 512),
                           "significant": [True] * 5 + [False] * 507})
     pairs = [("The door was open.", "The door was not open."), ("It is cold.", "It is not cold.")]
     r = causal_tuning(llama, table, pairs, "mlp_post", [1], k=5, repeats=4, docs=None, progress=False)
     row = r.per_layer.iloc[0]
     assert row.top_neurons == "0 1 2 3 4" and row.n_top_significant == 5
-    assert row.random_low <= row.random_high and 0 < row.p_value <= 1
-    assert len(r.draws) == 5
+    assert list(r.draws.draw) == ["top", "random0", "random1", "random2", "random3"]
+    clean = _pair_kl_by_hand(llama, pairs, 1, [])
+    effects = np.array([(_pair_kl_by_hand(llama, pairs, 1, [int(i) for i in d.neurons.split()]) - clean).mean()
+                        for d in r.draws.itertuples()])
+    np.testing.assert_allclose(r.draws.effect, effects, rtol=1e-3, atol=1e-6)
+    top, rand = r.draws.effect.iat[0], r.draws.effect.to_numpy()[1:]
+    assert row.top_effect == pytest.approx(top, rel=1e-9)
+    assert (row.random_low, row.random_high) == pytest.approx(tuple(np.quantile(rand, [0.025, 0.975])), rel=1e-9)
+    assert row.p_value == (1 + np.sum(np.abs(rand) >= abs(top))) / 5
 
 
 # ---------------------------------------------------------------- hooks and bad input
@@ -298,11 +331,13 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, 
 
 
 def test_cli_ablate_json_fields(tmp_path):
-    result = _cli("ablate", "--model", "random:llama", "--site", "mlp_post.1", "--neurons", "1-3", "--max-tokens", "256",
+    result = _cli("ablate", "--model", "random:llama", "--site", "mlp_post.1", "--neurons", "1-3",
+                  "--max-tokens", "256",
                   "--json", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     j = json.loads(result.stdout)
-    for key in ("model", "site", "neurons", "positions", "method", "n_tokens", "baseline", "ablated", "delta_loss", "kl"):
+    for key in ("model", "site", "neurons", "positions", "method", "n_tokens", "baseline", "ablated",
+                "delta_loss", "kl"):
         assert key in j
     assert j["neurons"] == [1, 2, 3] and j["n_tokens"] > 200
     assert j["delta_loss"]["value"] == pytest.approx(j["ablated"]["loss"] - j["baseline"]["loss"], abs=1e-9)

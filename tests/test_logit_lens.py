@@ -13,7 +13,7 @@ from scipy import special, stats
 from typer.testing import CliRunner
 
 import lamina
-from lamina.analyses.vocab.logit_lens import iter_lens, lens_logits, logit_lens
+from lamina.analyses.vocab.logit_lens import lens_logits, logit_lens
 from lamina.errors import AnatomyCheckError
 
 TEXTS = ["The cat sat on the mat because it was tired.", "Hello world."]  # unequal lengths: padding
@@ -24,6 +24,12 @@ def _hf(lm, batch):
     """The model's own forward pass: logits [b, t, vocab] and hidden_states, no lamina hooks."""
     with torch.inference_mode():
         return lm.model(**batch, output_hidden_states=True, use_cache=False)
+
+
+def _lens(lm, batch) -> dict[int, torch.Tensor]:
+    """Every block's lens logits [b, t, vocab]: `lens_logits` (what logit_lens applies) on each raw resid_post.L."""
+    acts = lm.capture(batch, [f"resid_post.{L}" for L in range(lm.n_layers)])
+    return {L: lens_logits(lm, acts[f"resid_post.{L}"]) for L in range(lm.n_layers)}
 
 
 def _norm_then_unembed(lm, x):
@@ -37,7 +43,7 @@ def test_last_layer_lens_is_the_models_logits(models, model_type):
     lm = models(model_type)
     batch = lm.tokenize(TEXTS)
     mask = batch["attention_mask"].bool()
-    lens = dict(iter_lens(lm, batch))
+    lens = _lens(lm, batch)
     want = _hf(lm, batch).logits[mask]
     assert float((lens[lm.n_layers - 1][mask] - want).abs().max()) <= 1e-5
 
@@ -48,7 +54,7 @@ def test_lens_at_each_layer_is_norm_and_unembed_of_the_next_hidden_state(models,
     batch = lm.tokenize(TEXTS)
     mask = batch["attention_mask"].bool()
     hidden = _hf(lm, batch).hidden_states
-    lens = dict(iter_lens(lm, batch))
+    lens = _lens(lm, batch)
     for L in range(lm.n_layers - 1):  # hidden_states[L + 1] is resid_post.L below the last block
         want = _norm_then_unembed(lm, hidden[L + 1])[mask]
         assert float((lens[L][mask] - want).abs().max()) <= 1e-5, f"layer {L}"
@@ -102,11 +108,7 @@ def test_table_has_real_tokens_only_and_batches_agree(llama):
     np.testing.assert_allclose(both.per_layer["kl"], both.table.groupby("layer")["kl"].mean(), rtol=1e-12)
 
 
-def test_iter_lens_is_lazy_and_ordered(llama):
-    """iter_lens yields the final logits first, then one layer at a time; lens_logits takes any shape."""
-    batch = llama.tokenize(TEXTS)
-    keys = [key for key, _ in iter_lens(llama, batch)]
-    assert keys == ["final"] + list(range(llama.n_layers))
+def test_lens_logits_takes_any_shape(llama):
     x = torch.randn(3, llama.anatomy.d_model)
     assert lens_logits(llama, x).shape == (3, len(llama.tokenizer))
 
@@ -133,7 +135,7 @@ def test_embedded_model_last_layer_lens_is_its_logits():
     batch = lm.tokenize(TEXTS)
     mask = batch["attention_mask"].bool()
     out = _hf(lm, batch)
-    lens = dict(iter_lens(lm, batch))
+    lens = _lens(lm, batch)
     assert float((lens[lm.n_layers - 1][mask] - out.logits[mask]).abs().max()) <= 1e-5
     # The peer-tool mistake: the final norm applied to hidden_states[-1], which already went through it.
     assert float((_norm_then_unembed(lm, out.hidden_states[-1])[mask] - out.logits[mask]).abs().max()) > 1.0

@@ -8,19 +8,18 @@ from __future__ import annotations
 import contextlib
 import json
 
-import numpy as np
 import pytest
 import torch
-from scipy import stats
 from typer.testing import CliRunner
 
 from lamina.analyses.vocab.projections import (
-    category_projection, cos_moments, input_vectors, norm_gain, norm_weight, output_vectors, project, qkv_vectors,
+    category_projection, input_vectors, norm_gain, norm_weight, output_vectors, project, qkv_vectors,
 )
 from lamina.errors import SiteError
 
 CAT = 3797  # " cat" in the GPT-2 tokenizer, which every random model uses
-TYPES = ("gpt2", "llama", "phi3", "gpt_neox", "gptj", "opt", "bloom", "gpt_bigcode")  # Conv1D, fused and multi-query layouts
+# Conv1D, fused and multi-query layouts
+TYPES = ("gpt2", "llama", "phi3", "gpt_neox", "gptj", "opt", "bloom", "gpt_bigcode")
 
 
 @contextlib.contextmanager
@@ -151,35 +150,6 @@ def test_planted_input_rows_are_driven_by_cat(models, model_type):
             weight[index, :] = w_e[CAT]
         df = project(lm, f"{kind}.{L}:{index}", k=3)
         assert df["token_id"].iat[0] == CAT and set(df["side"]) == {"input"}
-
-
-def test_cos_moments_match_scipy(llama):
-    L = 3
-    w = output_vectors(llama, L).double().numpy()
-    u = llama.unembedding_matrix().double().numpy()
-    cos = (w / np.linalg.norm(w, axis=1, keepdims=True)) @ (u / np.linalg.norm(u, axis=1, keepdims=True)).T
-    got = cos_moments(llama, L, chunk=100)                                      # several chunks
-    assert len(got) == 512 and (got["layer"] == L).all() and list(got["neuron"]) == list(range(512))
-    np.testing.assert_allclose(got["mean"], cos.mean(1), rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(got["variance"], cos.var(1), rtol=1e-5)
-    np.testing.assert_allclose(got["skew"], stats.skew(cos, axis=1), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(got["kurtosis"], stats.kurtosis(cos, axis=1), rtol=1e-4, atol=1e-5)
-    some = cos_moments(llama, L, neurons=[5, 300])
-    np.testing.assert_allclose(some[["skew", "kurtosis"]], got.loc[[5, 300], ["skew", "kurtosis"]], rtol=1e-4, atol=1e-6)
-    with pytest.raises(SiteError):
-        cos_moments(llama, L, neurons=[512])
-
-
-def test_planted_prediction_and_suppression_neurons_stand_out(gpt2):
-    """A neuron writing along one token's unembedding: an outlier cosine of +1 (or -1) in the vocabulary."""
-    L = 3
-    w_u = gpt2.unembedding_matrix()
-    with planted(_down(gpt2, L)) as weight:
-        weight[7], weight[8] = w_u[CAT], -w_u[CAT]                               # Conv1D rows = neurons
-        m = cos_moments(gpt2, L, neurons=range(64)).set_index("neuron")
-    assert set(m["kurtosis"].nlargest(2).index) == {7, 8} and m.loc[7, "kurtosis"] > 5
-    assert m.loc[7, "skew"] > 0.2 and m.loc[8, "skew"] < -0.2
-    assert m.drop([7, 8])["skew"].abs().max() < 0.1
 
 
 def test_category_projection_finds_a_planted_neuron(llama):

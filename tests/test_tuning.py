@@ -263,8 +263,12 @@ def test_builtin_contrasts_on_embedded_model(tmp_path, contrast):
                                  "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout[result.stdout.index("{"):])["settings"]
-    assert s["test"] and s["family_description"] and s["correction"]
-    assert "Family:" in s["statement"] and "Correction:" in s["statement"]
+    # SmolLM2-135M: 1536 MLP neurons a layer; three layers asked for; BH within each layer at the default 0.05
+    assert s["family_description"] == "each layer (1536 mlp_post neurons per layer, 3 layers)"
+    assert s["correction"] == "Benjamini-Hochberg FDR q < 0.05 (primary) and Bonferroni p x m < 0.05"
+    assert ("paired t-test" in s["test"]) == (contrast == "negation") == s["paired"]
+    assert ("cluster-robust" in s["test"]) == (s["unit_level"] == "clustered")
+    assert f"Family: {s['family_description']}. Correction: {s['correction']} over that family" in s["statement"]
 
 
 # --------------------------------------------------------------------------- units through the command line

@@ -61,7 +61,7 @@ def main(argv=None):
                "n_significant_random_weights": n_random,
                "n_neurons": X.shape[1], "best_neuron": f"mlp_post.{layer}:{int(best['neuron'])}" if n_sig else
                "none significant", "best_t": float(best["t"]) if n_sig else None,
-               "test": describe_test(samples, 0.05, design)}
+               "test": describe_test(samples, design)}
     print(f"{summary['test']}; BH within the layer; {len(null.null_counts)} label permutations at the same unit")
     print(f"layer {layer}: {n_sig} of {X.shape[1]} significant (null 95% up to {null.band[1]:g}, p = "
           f"{null.p_value:.3g}); random-weights model: {n_random}")

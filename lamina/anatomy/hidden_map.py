@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from lamina.anatomy.check import max_abs_diff, tolerance
 
-CANDIDATES = ("embed", "resid_post", "final_norm")
-
-
 def candidate_sites(n_layers: int) -> list[str]:
+    """The sites a hidden state may equal: embed, every resid_post, final_norm."""
     return ["embed"] + [f"resid_post.{L}" for L in range(n_layers)] + ["final_norm"]
 
 
@@ -37,8 +35,3 @@ def measure_hidden_map(acts, n_layers: int) -> list[dict]:
             "tolerance": tol,
         })
     return rows
-
-
-def expected_hidden_map(n_layers: int) -> dict[int, str]:
-    """The map documented for GPT-2 and Llama: the final index is after the final norm."""
-    return {0: "embed", **{i: f"resid_post.{i - 1}" for i in range(1, n_layers)}, n_layers: "final_norm"}

@@ -38,7 +38,7 @@ def in_cache(spec: str) -> bool:
 
     try:
         return isinstance(try_to_load_from_cache(spec, "config.json"), str)
-    except Exception:  # an id the cache layout cannot hold
+    except ValueError:  # HFValidationError: an id the cache layout cannot hold
         return False
 
 

@@ -52,14 +52,20 @@ class LanguageModel:
     def neuron(self, text: str) -> tuple[Site, int]:
         return parse_neuron(text, self.n_layers, self.anatomy.kinds)
 
-    def inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The model's inputs on its device: input_ids [batch, tokens] and attention_mask (ones if not given).
+    def inputs(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
+               inputs_embeds: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The model's inputs on its device: input_ids [batch, tokens] (or inputs_embeds [batch, tokens, d_model],
+        the soft prompts of maximize) and attention_mask [batch, tokens] (ones if not given).
 
-        Every forward pass over token ids gets its inputs from here, so a model on a GPU gets them there.
+        Every forward pass gets its inputs from here, so a model on a GPU gets them there (tests/test_device.py).
+        A tensor already on the device is returned as it is, so gradients flow through embeddings.
         """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise TypeError("give input_ids or inputs_embeds, not both or neither")
+        name, x = ("input_ids", input_ids) if inputs_embeds is None else ("inputs_embeds", inputs_embeds)
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
+            attention_mask = torch.ones(x.shape[:2], dtype=torch.long)
+        return {name: x.to(self.device), "attention_mask": attention_mask.to(self.device)}
 
     def site_widths(self, sites) -> dict[str, int]:
         """Values per token of each site (q/k/v: heads x d_head), measured on a one-token forward pass."""
@@ -81,7 +87,13 @@ class LanguageModel:
         return projection_weight(unembed).detach().float()[: self.vocab_size]
 
     def tokenize(self, texts, truncate: bool = False, max_length: int | None = None) -> dict[str, torch.Tensor]:
-        """Right-padded input_ids and attention_mask [batch, tokens]; errors on empty or too-long text."""
+        """Right-padded input_ids and attention_mask [batch, tokens] on the model's device (`encode`, moved)."""
+        enc = self.encode(texts, truncate=truncate, max_length=max_length)
+        return self.inputs(enc["input_ids"], enc["attention_mask"])
+
+    def encode(self, texts, truncate: bool = False, max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Right-padded input_ids and attention_mask [batch, tokens] on the CPU, for reading token ids on the host
+        (alignments, token strings) without a device round trip; errors on empty or too-long text."""
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, (list, tuple)):
@@ -102,7 +114,7 @@ class LanguageModel:
                 )
             warnings.warn(f"text truncated from {n} to {limit} tokens", stacklevel=2)
             batch = {k: v[:, :limit] for k, v in batch.items()}
-        return self.inputs(batch["input_ids"], batch["attention_mask"])
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
     def capture(self, texts, sites, stop_early: bool = True, truncate: bool = False) -> Activations:
         """Activations at `sites` for a list of texts (or a dict with input_ids and optionally attention_mask)."""

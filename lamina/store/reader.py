@@ -10,14 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from lamina.errors import InputError, SiteError, StoreError
 from lamina.store.manifest import read_manifest
 from lamina.store.shards import bad_sidecars, check_shards, complete_shards, shard_path, verify_shard
-
-META = ("token_id", "row_id")  # per-row metadata stored in every shard beside the sites
-
 
 class ActivationStore:
     """A store folder: `read(site)` -> [rows, ...] over all complete shards, `tokens()` -> DataFrame."""
@@ -52,7 +49,7 @@ class ActivationStore:
                 with safe_open(str(path), framework="pt") as f:
                     # get_slice reads only the requested columns' bytes of this one tensor
                     parts.append(f.get_tensor(key) if columns is None else f.get_slice(key)[:, columns])
-            except Exception as err:  # safetensors raises its own error types; the checksum passed
+            except (OSError, SafetensorError) as err:  # the checksum passed, yet the file does not parse
                 raise StoreError(f"cannot read {key} from {path}: {str(err).splitlines()[0][:200]}; re-extract "
                                  "it with lamina extract --resume") from None
         if not parts:

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lamina.capture import run_capture
 from lamina.data.windows import batches, corpus_windows, pad_id
 from lamina.edits import Edit
 from lamina.errors import InputError
@@ -70,8 +69,8 @@ def reference_stats(lm, site: str, docs, context: int = 128, max_tokens: int | N
     total, n, pos_sum, pos_count, samples = None, 0, None, None, []
     for batch in tqdm(list(batches(windows, batch_size, pad_id(lm.tokenizer), skip_first)),
                       desc=f"reference {s.name}", disable=not progress, leave=False):
-        x = run_capture(lm.model, lm.anatomy, batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device),
-                        [s])[s.name].flatten(2).double().cpu()              # [b, t, width]
+        x = lm.capture(lm.inputs(batch.input_ids, batch.attention_mask), [s])[s.name]
+        x = x.flatten(2).double().cpu()                                      # [b, t, width]
         count = batch.count
         if total is None:
             total = torch.zeros(x.shape[-1], dtype=torch.double)

@@ -38,6 +38,7 @@ def final_logits(lm, batch: dict, edits=()) -> torch.Tensor:
     """Next-token logits after each text's last real token [texts, vocab], under bound `edits`.
 
     Reads the final norm's output (early stop there) and applies the unembedding to the last tokens only."""
+    batch = lm.inputs(batch["input_ids"], batch["attention_mask"])
     ids, mask = batch["input_ids"], batch["attention_mask"]
     h = run_capture(lm.model, lm.anatomy, ids, mask, [Site("final_norm")], edits=edits)["final_norm"]
     h = h[torch.arange(len(ids)), mask.sum(1) - 1]                          # [texts, d_model]
@@ -85,7 +86,8 @@ def edit_metrics(lm, edits, docs, context: int = 128, max_tokens: int | None = 2
     sums: dict[int, np.ndarray] = {}
     for batch in tqdm(list(batches(windows, batch_size, pad_id(lm.tokenizer), skip_first)),
                       desc="ablate", disable=not progress, leave=False):
-        ids, mask = batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device)
+        moved = lm.inputs(batch.input_ids, batch.attention_mask)   # the same inputs for both passes
+        ids, mask = moved["input_ids"], moved["attention_mask"]
         clean = run_capture(lm.model, lm.anatomy, ids, mask, logits_site)["logits"]
         edited = run_capture(lm.model, lm.anatomy, ids, mask, logits_site, edits=bound)["logits"]
         lp_c, nll_c, counted = token_losses(clean, ids, batch.count, skip_first)

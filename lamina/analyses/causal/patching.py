@@ -80,9 +80,9 @@ def patch_pair(lm, clean: str, corrupt: str, kind: str = "resid_pre", layers=Non
         raise InputError("the logit-diff metric needs two target tokens (--target-a and --target-b)")
     layers = list(range(lm.n_layers)) if layers is None else list(layers)
     sites = lm.sites([f"{kind}.{L}" for L in layers])
-    ids_c = lm.tokenize(clean)
-    ids_r = lm.tokenize(corrupt)
-    where = align_positions(ids_c["input_ids"][0].tolist(), ids_r["input_ids"][0].tolist(), align, name)
+    enc_c, enc_r = lm.encode(clean), lm.encode(corrupt)                # token ids on the host
+    where = align_positions(enc_c["input_ids"][0].tolist(), enc_r["input_ids"][0].tolist(), align, name)
+    ids_c, ids_r = lm.inputs(**enc_c), lm.inputs(**enc_r)
     acts = lm.capture(ids_r, sites)                                   # corrupt values at every layer
     lc, lr = final_logits(lm, ids_c), final_logits(lm, ids_r)
     corrupt_logp = torch.log_softmax(lr.float(), -1) if metric == "kl" else None
@@ -113,14 +113,15 @@ def patch_pair(lm, clean: str, corrupt: str, kind: str = "resid_pre", layers=Non
     else:
         denom = m_corrupt - m_clean
         effect = (raw - m_clean) / denom if abs(denom) > 1e-9 else np.full_like(raw, np.nan)
-    tokens = lm.tokenizer.convert_ids_to_tokens(ids_c["input_ids"][0].tolist())
+    tokens = lm.tokenizer.convert_ids_to_tokens(enc_c["input_ids"][0].tolist())
     settings = {"model": lm.spec, "kind": kind, "metric": metric, "targets": list(targets) if targets else None,
                 "align": align, "n_pairs": 1, "aligned": len(ids_c["input_ids"][0]) != len(ids_r["input_ids"][0])}
     return PatchResult(layers, list(range(n)), effect, raw, m_clean, m_corrupt, settings, tokens)
 
 
 def patch_pairs(lm, pairs, kind: str = "resid_pre", layers=None, metric: str = "kl", targets=None,
-                align: str = "exact", batch_size: int = 32, last: int | None = None, progress: bool = True) -> PatchResult:
+                align: str = "exact", batch_size: int = 32, last: int | None = None,
+                progress: bool = True) -> PatchResult:
     """Mean over pairs of the sweep, positions counted from the end of the clean text (-1 = final token)."""
     if not pairs:
         raise InputError("the pairs file holds no pair")

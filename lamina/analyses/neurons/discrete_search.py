@@ -23,7 +23,8 @@ from lamina.errors import InputError
 
 
 def _loss(lm, target: Target, ids: torch.Tensor, start: int, lam: float, inputs: dict):
-    """(loss, activation, ce) [b] for prompts ids [b, t]; ce is NaN when lambda is 0 (no logits computed)."""
+    """(loss, activation, ce) [b] for prompts ids [b, t] (on the weights' device), the forward pass on `inputs`
+    (from `lm.inputs`); ce is NaN when lambda is 0 (no logits computed)."""
     act, logits = run_target(lm, target, start, need_logits=lam > 0, **inputs)
     ce = prompt_ce(logits, ids, start) if lam > 0 else torch.full_like(act, float("nan"))
     return -act + (lam * ce if lam > 0 else 0.0), act, ce
@@ -33,37 +34,39 @@ def search_one(lm, target: Target, init_ids: list[int], lam: float, steps: int =
                batch: int = 32, seed: int = 0, progress: bool = True) -> dict:
     """One lambda: greedy coordinate search from `init_ids`; returns the final prompt and its numbers."""
     t0 = time.perf_counter()
-    E, ok = lm.embedding_matrix().to(lm.device), allowed_ids(lm).to(lm.device)
-    banned = torch.ones(E.shape[0], dtype=torch.bool, device=lm.device)
+    E = lm.embedding_matrix()                                 # on the weights' device, as are the ids below
+    device = E.device
+    ok = allowed_ids(lm).to(device)
+    banned = torch.ones(E.shape[0], dtype=torch.bool, device=device)
     banned[ok] = False
-    prefix = torch.tensor(prefix_ids(lm), dtype=torch.long, device=lm.device)
+    prefix = torch.tensor(prefix_ids(lm), dtype=torch.long, device=device)
     start, n = len(prefix), len(init_ids)
     g = torch.Generator().manual_seed(seed)
-    ids = torch.cat([prefix, torch.tensor(init_ids, device=lm.device)])      # [t]
+    ids = torch.cat([prefix, torch.tensor(init_ids, device=device)])         # [t]
     with torch.no_grad():
-        cur, _, _ = _loss(lm, target, ids[None], start, lam, {"input_ids": ids[None]})
+        cur, _, _ = _loss(lm, target, ids[None], start, lam, lm.inputs(ids[None]))
     bar = tqdm(range(steps), desc=f"search {target.name} lambda {lam:g}", disable=not progress, leave=False)
     for step in bar:
         with torch.enable_grad():
             onehot = F.one_hot(ids[start:], E.shape[0]).float().requires_grad_(True)   # [n, vocab]
             embeds = torch.cat([E[prefix], onehot @ E])[None]                          # [1, t, d]
-            loss, _, _ = _loss(lm, target, ids[None], start, lam, {"inputs_embeds": embeds})
+            loss, _, _ = _loss(lm, target, ids[None], start, lam, lm.inputs(inputs_embeds=embeds))
             (grad,) = torch.autograd.grad(loss[0], [onehot])                           # [n, vocab]
         if not bool(torch.isfinite(grad).all()):
             raise OptimizationDiverged(f"the search gradient for {target.name} stopped being finite at step {step}")
         cand = grad.masked_fill(banned, float("inf")).topk(top_k, dim=-1, largest=False).indices  # [n, k]
-        pos = torch.randint(n, (batch,), generator=g).to(lm.device)
-        pick = torch.randint(top_k, (batch,), generator=g).to(lm.device)
+        pos = torch.randint(n, (batch,), generator=g).to(device)
+        pick = torch.randint(top_k, (batch,), generator=g).to(device)
         trial = ids.repeat(batch, 1)                                                    # [batch, t]
-        trial[torch.arange(batch, device=lm.device), start + pos] = cand[pos, pick]
+        trial[torch.arange(batch, device=device), start + pos] = cand[pos, pick]
         with torch.no_grad():
-            losses, _, _ = _loss(lm, target, trial, start, lam, {"input_ids": trial})
+            losses, _, _ = _loss(lm, target, trial, start, lam, lm.inputs(trial))
         best = int(losses.argmin())
         if float(losses[best]) < float(cur[0]):
             ids, cur = trial[best], losses[best:best + 1]
         bar.set_postfix(loss=f"{float(cur[0]):.3g}")
     with torch.no_grad():  # final numbers with logits, whatever lambda
-        _, act, ce = _loss(lm, target, ids[None], start, 1.0, {"input_ids": ids[None]})
+        _, act, ce = _loss(lm, target, ids[None], start, 1.0, lm.inputs(ids[None]))
     kept = ids[start:].tolist()
     return {"lambda": lam, "ids": kept, "tokens": [lm.tokenizer.decode([i]) for i in kept],
             "text": lm.tokenizer.decode(kept), "activation": float(act[0]), "prompt_ce": float(ce[0]),

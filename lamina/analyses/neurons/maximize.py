@@ -34,9 +34,10 @@ from lamina.analyses.neurons.target import (OptimizationDiverged, Target, allowe
 def rescore(lm, target: Target, ids: list[int]) -> dict:
     """The target's activation and the prompt's cross-entropy on the discrete prompt prefix + ids."""
     prefix = prefix_ids(lm)
-    full = torch.tensor([prefix + list(ids)], device=lm.device)             # [1, t]
+    batch = lm.inputs(torch.tensor([prefix + list(ids)]))                   # input_ids [1, t]
     with torch.no_grad():
-        act, logits = run_target(lm, target, len(prefix), need_logits=True, input_ids=full)
+        act, logits = run_target(lm, target, len(prefix), need_logits=True, **batch)
+        full = batch["input_ids"]
         ce = prompt_ce(logits, full, len(prefix)) if full.shape[1] > 1 else torch.tensor([math.nan])
     return {"activation": float(act[0]), "prompt_ce": float(ce[0])}
 
@@ -59,7 +60,8 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
            seed: int = 0, projected: bool = False, top_k: int = 5, progress: bool = True) -> dict:
     """One gradient-ascent run (one seed). `lr` is in units of the embedding matrix's per-coordinate std."""
     t0 = time.perf_counter()
-    E, ok = lm.embedding_matrix().to(lm.device), allowed_ids(lm).to(lm.device)
+    E = lm.embedding_matrix()                                                # on the weights' device
+    ok = allowed_ids(lm).to(E.device)
     unit_ok, r = F.normalize(E[ok], dim=-1), E.norm(dim=-1).mean()
     prefix = prefix_ids(lm)
     pre = E[prefix]                                                          # [p, d]
@@ -76,7 +78,7 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
                 x = E[ids] + v - v.detach()
             else:
                 x = v
-            act, _ = run_target(lm, target, len(prefix), inputs_embeds=torch.cat([pre, x])[None])
+            act, _ = run_target(lm, target, len(prefix), **lm.inputs(inputs_embeds=torch.cat([pre, x])[None]))
             a = act[0]
             value = float(a.detach())
             norms = v.norm(dim=-1)
@@ -97,7 +99,8 @@ def ascend(lm, target: Target, n_tokens: int = 5, steps: int = 200, lr: float = 
         bar.set_postfix(activation=f"{value:.3g}")
     if not projected:  # the final vectors, after the last Adam step
         with torch.no_grad():
-            act, _ = run_target(lm, target, len(prefix), inputs_embeds=torch.cat([pre, v.detach()])[None])
+            act, _ = run_target(lm, target, len(prefix),
+                                **lm.inputs(inputs_embeds=torch.cat([pre, v.detach()])[None]))
         best = (float(act[0]), None)
     decoded = decode(lm, v, top_k)
     ids = best[1] if projected else [row[0]["id"] for row in decoded]

@@ -88,7 +88,8 @@ def prefix_ids(lm) -> list[int]:
 
 
 def run_target(lm, target: Target, start: int, need_logits: bool = False, **inputs):
-    """(activation [b], logits [b, t, vocab] or None) for input_ids or inputs_embeds [b, t, d].
+    """(activation [b], logits [b, t, vocab] or None) for `inputs` from `lm.inputs`: input_ids or inputs_embeds
+    [b, t, d], and the attention mask.
 
     Grad mode is the caller's. Without logits the pass stops after the target's site (StopForward).
     """

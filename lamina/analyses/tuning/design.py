@@ -107,7 +107,7 @@ def check_sizes(samples: SampleSet, cv: int, design: PrimaryDesign | None = None
                     "Give more examples, or fewer --cv folds")
 
 
-def describe_test(samples: SampleSet, alpha: float, design: PrimaryDesign | None = None) -> str:
+def describe_test(samples: SampleSet, design: PrimaryDesign | None = None) -> str:
     """The primary test in one sentence, with its unit."""
     design = design or design_for(samples)
     ctrl = " and ".join(c.replace("_", " ") for c in samples.control)
@@ -139,7 +139,7 @@ def run_settings(source: ActivationSource, samples: SampleSet, design: PrimaryDe
     """The settings block of a run's results: what was tested, at which unit, over which family, with which
     null, in words and numbers; `tune_settings`: the TuneSettings as they were given."""
     site, alpha, fdr_family, permutations = ts.site, ts.alpha, ts.fdr_family, ts.permutations
-    test = describe_test(samples, alpha, design)
+    test = describe_test(samples, design)
     width = int(laminar["n_neurons"].iat[0])
     family = (f"each layer ({width} {site} neurons per layer, {len(layer_ids)} layers)" if fdr_family == "layer"
               else f"the whole model ({width * len(layer_ids)} {site} neurons over {len(layer_ids)} layers)")

@@ -12,8 +12,8 @@ from lamina import validate
 from lamina.errors import InputError
 
 TUNE_KINDS = ("mlp_post", "mlp_pre", "mlp_out", "attn_out", "resid_pre", "resid_mid", "resid_post", "q", "k", "v")
-FAMILIES = ("layer", "model")
-PROBE_KS = (1, 2, 4, 8, 16, 32, 64)           # neurons per sparse probe (capped by the samples: tuning_layer.probe_ks)
+FDR_FAMILIES = ("layer", "model")           # --fdr-family: BH over each layer, or over the whole model
+PROBE_KS = (1, 2, 4, 8, 16, 32, 64)           # neurons per sparse probe (capped by the samples: tuning/layer.probe_ks)
 PROBE_RANKINGS = ("mean_diff", "anova_f", "l1")  # = lamina.stats.probes.RANKINGS (tests/test_tune_settings.py)
 
 
@@ -48,7 +48,7 @@ class TuneSettings:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         if self.site not in TUNE_KINDS:
             raise InputError(f"unknown --site '{self.site}'; choose one of {', '.join(TUNE_KINDS)}")
-        if self.fdr_family not in FAMILIES:
+        if self.fdr_family not in FDR_FAMILIES:
             raise InputError(f"unknown --fdr-family '{self.fdr_family}'; choose layer or model")
         if self.permutations < 0 or self.reference_permutations < 0:
             raise InputError("--permutations and --reference-permutations must be 0 or more")

@@ -82,20 +82,6 @@ def unembed_normed(lm, normed: torch.Tensor) -> torch.Tensor:
         return softcap(lm, lm.model.get_submodule(lm.anatomy.family.unembed)(normed))
 
 
-def iter_lens(lm, batch: dict):
-    """Yield (layer, lens logits [batch, tokens, vocab]) for every block, then ("final", model logits).
-
-    One capture gives every raw `resid_post.L` (hooks, [batch, tokens, d_model] each) and the model's own
-    logits; each layer's logits are computed only when the caller asks for them, so one lives at a time.
-    """
-    N = lm.n_layers
-    acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + ["logits"], stop_early=False)
-    yield "final", softcap(lm, acts["logits"])  # the `logits` site is lm_head's output, before any soft-cap
-    for L in range(N):
-        # Padding rows hold NaN; they stay NaN through the norm and are dropped by the caller.
-        yield L, lens_logits(lm, acts[f"resid_post.{L}"])
-
-
 def _decoder(tokenizer):
     cache: dict[int, str] = {}
 
@@ -135,10 +121,11 @@ def logit_lens(lm, texts: list[str] | None = None, k: int = 5, batch_size: int =
     N = lm.n_layers
     frames, worst = [], 0.0
     for start in range(0, len(texts), batch_size):
-        batch = lm.tokenize(texts[start:start + batch_size], truncate=truncate)
-        mask = batch["attention_mask"].bool()                                  # [b, t]
+        enc = lm.encode(texts[start:start + batch_size], truncate=truncate)    # on the host
+        mask = enc["attention_mask"].bool()                                    # [b, t]
         docs, positions = mask.nonzero(as_tuple=True)                          # real tokens only, [n] each
-        tokens = [decode(i) for i in batch["input_ids"][mask].tolist()]
+        tokens = [decode(i) for i in enc["input_ids"][mask].tolist()]
+        batch = lm.inputs(enc["input_ids"], enc["attention_mask"])
         acts = lm.capture(batch, [f"resid_post.{L}" for L in range(N)] + [f"hidden.{N}"], stop_early=False)
         normed = acts[f"hidden.{N}"]                                           # the model's final-norm output
         worst = max(worst, _check_head(lm, batch, normed))
@@ -183,7 +170,7 @@ def _check_head(lm, batch: dict, normed: torch.Tensor) -> float:
     soft-cap, any scale) equal its final-norm output through `unembed_normed`: the final distribution the lens
     is compared with is the model's. Causal attention makes a prefix's logits those of the full text."""
     n = min(HEAD_CHECK_TOKENS, batch["input_ids"].shape[1])
-    prefix = {"input_ids": batch["input_ids"][:, :n], "attention_mask": batch["attention_mask"][:, :n]}
+    prefix = lm.inputs(batch["input_ids"][:, :n], batch["attention_mask"][:, :n])
     with torch.inference_mode():
         model_logits = lm.model(**prefix, use_cache=False).logits
     keep = prefix["attention_mask"].bool()

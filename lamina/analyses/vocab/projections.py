@@ -11,8 +11,7 @@ a Q/K/V neuron's projection row, dotted with the embedding matrix W_E: which tok
 the block's input norm, so they too are directions.
 
 Weight layouts differ: transformers' Conv1D (GPT-2) stores weight as [in, out], nn.Linear as [out, in];
-`models.language_model.projection_weight` turns both into [out, in]. Prediction and suppression neurons (Gurnee et al. 2024, "Universal
-neurons in GPT2 language models"): high kurtosis of cos(w_out, W_U rows) with positive / negative skew.
+`models.language_model.projection_weight` turns both into [out, in].
 """
 from __future__ import annotations
 
@@ -74,7 +73,8 @@ def input_vectors(lm, layer: int) -> dict[str, torch.Tensor]:
     block, out = lm.anatomy.block(layer), {}
     if not lm.anatomy.family.mlp_in:
         raise UnsupportedArchitectureError(
-            f"family '{lm.anatomy.family.name}' has no mlp_in paths; add them to its table in lamina/anatomy/families.py")
+            f"family '{lm.anatomy.family.name}' has no mlp_in paths; add them to its table in "
+            "lamina/anatomy/families.py")
     for role, path in lm.anatomy.family.mlp_in.items():
         w = _out_in(lm.model.get_submodule(f"{block}.{path}"))
         if role == "gate_up":          # fused [gate | up] (Phi-3)
@@ -133,9 +133,11 @@ def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
             views = [("output", "raw", output_scores(lm, w_out[index:index + 1])[0]),
                      ("output", "with final norm weight", output_scores(lm, w_out[index:index + 1], True)[0])]
             if lm.anatomy.family.mlp_in:  # families whose table names the MLP's input projections
-                views += [("input", role, w[index] @ lm.embedding_matrix().T) for role, w in input_vectors(lm, site.layer).items()]
+                views += [("input", role, w[index] @ lm.embedding_matrix().T)
+                          for role, w in input_vectors(lm, site.layer).items()]
             else:
-                warnings.warn(f"no input side for {lm.anatomy.family.name}: its family table has no mlp_in", stacklevel=2)
+                warnings.warn(f"no input side for {lm.anatomy.family.name}: its family table has no mlp_in",
+                              stacklevel=2)
         elif site.kind in ("q", "k", "v"):
             rows = qkv_vectors(lm, site.kind, site.layer)                         # [heads * d_head, d]
             check_neuron_index(site, index, rows.shape[0])
@@ -150,39 +152,6 @@ def project(lm, neuron: str, k: int = 20) -> pd.DataFrame:
             records.append({"neuron": name, "side": side, "view": view, **row})
     df = pd.DataFrame.from_records(records)
     df.attrs["note"] = NORM_NOTE
-    return df
-
-
-def cos_moments(lm, layer: int, neurons=None, with_norm_weight: bool = False, chunk: int = 256) -> pd.DataFrame:
-    """Mean, variance, skew and excess kurtosis of cos(w_out[i], W_U rows) over the vocabulary, per neuron.
-
-    Population moments, as scipy.stats' defaults (ddof=0, bias=True, Fisher kurtosis). High kurtosis with
-    positive skew marks a prediction neuron, with negative skew a suppression neuron (Gurnee et al. 2024).
-    `neurons`: indices to compute (default all). Cosines in float32, moments in float64, `chunk` neurons
-    at a time: [chunk, vocab] alive at once.
-    """
-    with torch.no_grad():
-        w_out = output_vectors(lm, layer)                                          # [n, d]
-        index = torch.arange(w_out.shape[0]) if neurons is None else torch.as_tensor(neurons).flatten()
-        if len(index) and not (0 <= int(index.min()) and int(index.max()) < w_out.shape[0]):
-            raise SiteError(f"mlp_post.{layer} has neurons 0-{w_out.shape[0] - 1}; some requested are outside")
-        w_out = w_out[index.to(w_out.device)]
-        if with_norm_weight:
-            w_out = w_out * norm_weight(lm)
-        u = torch.nn.functional.normalize(lm.unembedding_matrix(), dim=-1)                # [vocab, d]
-        w = torch.nn.functional.normalize(w_out, dim=-1)                          # [n, d]
-        parts = []
-        for start in range(0, w.shape[0], chunk):
-            cos = (w[start:start + chunk] @ u.T).double()                          # [c, vocab]
-            mean = cos.mean(-1, keepdim=True)
-            dev = cos - mean
-            dev2 = dev * dev
-            m2, m3, m4 = dev2.mean(-1), (dev2 * dev).mean(-1), (dev2 * dev2).mean(-1)
-            parts.append(torch.stack([mean[:, 0], m2, m3 / m2 ** 1.5, m4 / m2 ** 2 - 3.0], dim=-1))
-        moments = torch.cat(parts).cpu().numpy() if parts else torch.empty(0, 4).numpy()  # [n, 4]
-    df = pd.DataFrame(moments, columns=["mean", "variance", "skew", "kurtosis"])
-    df.insert(0, "neuron", index.tolist())
-    df.insert(0, "layer", layer)
     return df
 
 
