@@ -6,6 +6,7 @@ option leaves nothing half-written.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -62,6 +63,9 @@ def ablate_command(
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="--from-tune: use the first N negation pairs."),
     loss_tokens: int = typer.Option(2048, "--loss-tokens", help="--from-tune: corpus tokens for the general loss (0: skip)."),
     random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
+    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (at the run's labelled positions; default), target (with --prompts) or pair-kl (negation)."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune: prompts, one a line, scored by log p(--target) after each."),
+    target: Optional[str] = typer.Option(None, "--target", help="--from-tune with --prompts: single-token targets, comma-separated, e.g. ' seven, eight'."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = typer.Option(8192, "--max-tokens", help="Corpus tokens scored (spread over documents)."),
@@ -80,7 +84,8 @@ def ablate_command(
     if method not in METHODS:
         raise InputError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
     if from_tune is not None:
-        return _from_tune(from_tune, site, top, random_draws, layers, max_pairs, loss_tokens, random_loss, method,
+        choice = TuneMetricChoice(tune_metric, prompts_file, target, max_pairs)
+        return _from_tune(from_tune, site, top, random_draws, layers, choice, loss_tokens, random_loss, method,
                           corpus, text_field, out, model, seed, as_json)
     if site is None:
         raise InputError("give --site (e.g. mlp_post.13) or --from-tune DIR")
@@ -123,15 +128,52 @@ def ablate_command(
                   f"({j['interval']})", highlight=False)
 
 
-def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_loss, method, corpus, text_field, out,
-               model, seed, as_json):
-    from lamina.analyses.causal.from_tune import causal_tuning, load_tuned
-    from lamina.analyses.tuning.contrasts import read_pairs
-    from lamina.analyses.tuning.run import parse_layers
+@dataclass
+class TuneMetricChoice:
+    """What `--from-tune` measures, as given on the command line (checked in `_tune_metric`)."""
 
-    table, settings = load_tuned(folder)
-    if settings.get("contrast", "negation") != "negation":
-        raise InputError(f"--from-tune measures the negation pairs' behaviour; {folder} tuned '{settings['contrast']}'")
+    name: Optional[str]
+    prompts: Optional[Path]
+    target: Optional[str]
+    max_pairs: Optional[int] = None
+    prompt_list: tuple = ()    # steer's --prompt texts, when no --prompts file is given
+
+
+def _tune_metric(lm, folder, settings: dict, choice: TuneMetricChoice):
+    """The metric of a from-tune check: loss at the run's labelled positions, target log-prob, or pair KL."""
+    from lamina.analyses.causal import tune_metrics
+    from lamina.analyses.tuning.contrasts import read_lines, read_pairs
+    from lamina.analyses.tuning.run_folder import read_tune_samples
+
+    name = choice.name or ("target" if choice.prompts is not None else "loss")
+    if name not in ("loss", "target", "pair-kl"):
+        raise InputError(f"unknown --metric '{name}'; choose loss, target or pair-kl")
+    if name == "target" or choice.prompts is not None:
+        if (choice.prompts is None and not choice.prompt_list) or not choice.target:
+            raise InputError("--metric target needs --prompts FILE and --target TOKENS (e.g. --target ' seven')")
+        ids = tune_metrics.target_ids(lm.tokenizer, choice.target)
+        labels = [lm.tokenizer.decode([i]) for i in ids]
+        prompts = read_lines(choice.prompts, "prompts") if choice.prompts is not None else list(choice.prompt_list)
+        return tune_metrics.TargetLogprob(prompts, ids, labels)
+    if name == "pair-kl":
+        if settings.get("contrast", "negation") != "negation":
+            raise InputError(f"--metric pair-kl measures the negation pairs; {folder} tuned "
+                             f"'{settings.get('contrast')}': use --metric loss or --prompts FILE --target TOKENS")
+        pairs = read_pairs()
+        return tune_metrics.PairKL(pairs[:choice.max_pairs] if choice.max_pairs else pairs)
+    samples = read_tune_samples(folder)
+    unit = "pair" if settings.get("paired") else next(
+        (u for u in str(settings.get("unit", "")).split(" x ") if u in samples.rows.columns), "text")
+    return tune_metrics.LabelledLoss(samples.texts, samples.rows, unit)
+
+
+def _from_tune(folder, site, k, repeats, layers, choice, loss_tokens, random_loss, method, corpus, text_field, out,
+               model, seed, as_json, edits_for=None):
+    from lamina.analyses.causal.from_tune import ablate_edits, causal_from_tune
+    from lamina.analyses.tuning.run import parse_layers
+    from lamina.analyses.tuning.run_folder import read_laminar, read_tune_run
+
+    table, settings = read_tune_run(folder)
     tune_site = settings.get("site", "mlp_post")
     if site is not None and site != tune_site:
         raise InputError(f"{folder} tuned {tune_site} neurons; leave --site out or give --site {tune_site}")
@@ -143,38 +185,51 @@ def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_
         missing = sorted(set(chosen) - set(int(L) for L in table.layer))
         if missing:
             raise InputError(f"the tune run has no layer {missing[0]}; it covers {sorted(set(table.layer))}")
-    pairs = read_pairs()[:max_pairs] if max_pairs else read_pairs()
+    metric = _tune_metric(lm, folder, settings, choice)
     docs = _docs(corpus, text_field) if loss_tokens else None
-    result = causal_tuning(lm, table, pairs, tune_site, chosen, k, repeats, method, docs, loss_tokens, seed,
-                           random_loss=random_loss, progress=not as_json)
-    if out is not None:
-        import pandas as pd
+    if edits_for is None:
+        reference = None
+        if method == "mean":
+            from lamina.analyses.causal.interventions import reference_stats
 
-        from lamina.report.causal_report import causal_laminar, write_json
+            def reference(name):
+                return reference_stats(lm, name, docs or _docs(corpus, text_field), max_tokens=loss_tokens * 4)
+        edits_for = ablate_edits(method, reference)
+    result = causal_from_tune(lm, table, metric, edits_for, tune_site, chosen, k, repeats, docs, loss_tokens, seed,
+                              random_loss=random_loss, progress=not as_json)
+    result.settings["tune_run"] = {"folder": str(folder), "contrast": settings.get("contrast")}
+    if out is not None:
+        from lamina.report.causal_report import causal_laminar
+        from lamina.report.jsonio import write_json
 
         out.mkdir(parents=True, exist_ok=True)
         result.per_layer.to_csv(out / "causal_laminar.csv", index=False)
         result.draws.to_csv(out / "draws.csv", index=False)
-        write_json(result.to_json(), out / "result.json")
-        fractions = None
-        if (Path(folder) / "laminar.csv").is_file():
-            lam = pd.read_csv(Path(folder) / "laminar.csv")
-            if "fraction_significant" in lam.columns:
-                fractions = dict(zip(lam.layer.astype(int), lam.fraction_significant))
+        write_json(out / "result.json", result.to_json())
+        lam = read_laminar(folder)
+        fractions = (dict(zip(lam.layer.astype(int), lam.fraction_significant))
+                     if lam is not None and "fraction_significant" in lam.columns else None)
         causal_laminar(result, fractions, out / "causal_laminar.png")
     if as_json:
         print(dump(result.to_json()))
         return
-    t = Table(title=Text(f"{lm.spec}: {method}-ablating the top {k} tuned {tune_site} neurons vs {repeats} random draws "
-                         f"({len(pairs)} negation pairs)"))
+    t = Table(title=Text(f"{lm.spec}: {result.settings['edit']} the top {k} tuned {tune_site} neurons of "
+                         f"{settings.get('contrast', 'the tune run')} vs {repeats} random draws"))
     for c in ("layer", "significant in top", "top effect [95%]", "random 95% band", "p", "loss top", "loss random"):
         t.add_column(c, justify="right")
     for r in result.per_layer.itertuples():
         t.add_row(str(r.layer), f"{r.n_top_significant}/{r.n_top}", f"{r.top_effect:+.4f} [{r.top_low:+.4f}, {r.top_high:+.4f}]",
-                  f"{r.random_low:+.4f} .. {r.random_high:+.4f}", f"{r.p_value:.3f}", f"{r.top_delta_loss:+.4f}",
-                  f"{r.random_delta_loss:+.4f}")
+                  f"{r.random_low:+.4f} .. {r.random_high:+.4f}", f"{r.p_value:.3f}", _signed(r.top_delta_loss),
+                  _signed(r.random_delta_loss))
     console.print(t)
-    console.print(Text(result.settings["metric"], style="dim"))
+    console.print(Text(f"metric: {result.settings['metric']}; {result.settings['interval']}", style="dim"))
+    for line in result.verdicts():
+        console.print(Text(line))
+
+
+def _signed(value: float) -> str:
+    """+0.1234, or '-' for a figure not measured (NaN)."""
+    return "-" if value != value else f"{value:+.4f}"
 
 
 def read_patch_pairs(spec: str) -> list[tuple]:
@@ -297,6 +352,9 @@ def steer_command(
     target: str = typer.Option(" not", "--target", help="Single-token target whose log-prob after each prompt is scored."),
     prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Prompts (default: the negation pairs' shared beginnings)."),
     generate_tokens: int = typer.Option(0, "--generate", help="Also print a greedy continuation of the first prompt per alpha."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="--from-tune: steer along the top K tuned neurons vs K random ones (at the largest |alpha|)."),
+    random_draws: int = typer.Option(20, "--random", min=1, help="--from-tune --top: random variance-matched draws."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune --top: prompts, one a line, scored by log p(--target)."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Corpus tokens for the perplexity cost."),
@@ -317,6 +375,19 @@ def steer_command(
         sweep = [float(a) for a in alphas.split(",")]
     except ValueError:
         raise InputError(f"--alpha '{alphas}': write numbers separated by commas, e.g. 0,1,2,4") from None
+    if top is not None:
+        if from_tune is None or layer is None:
+            raise InputError("--top tests a tune run's neurons: give --from-tune DIR --layer L")
+        from lamina.analyses.causal.from_tune import steer_edits
+
+        strongest = max(sweep, key=abs)
+        if strongest == 0:
+            raise InputError("--alpha: give a nonzero multiple for --top, e.g. --alpha 4")
+        named = prompts_file is not None or bool(prompts)
+        choice = TuneMetricChoice("target" if named else "loss", prompts_file, target if named else None,
+                                  prompt_list=tuple(prompts or ()))
+        return _from_tune(from_tune, None, top, random_draws, str(layer), choice, max_tokens, False, "steer", corpus,
+                          text_field, out, model, seed, as_json, edits_for=steer_edits(strongest))
     lm = load(model, seed)
     if vector is not None:
         if site is None:

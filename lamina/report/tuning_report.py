@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from lamina.analyses.tuning.run_folder import flat as _flat
+from lamina.analyses.tuning.run_folder import write_tune_tables
 from lamina.report.figures import pyplot, save
 from lamina.report.html import image, page, table
 from lamina.report.jsonio import write_json
@@ -97,31 +98,13 @@ def heatmap_html(examples: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def _flat(df: pd.DataFrame) -> pd.DataFrame:
-    """Lists and tuples as space-separated strings (CSV/Parquet friendly)."""
-    out = df.copy()
-    for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
-            out[col] = out[col].map(lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
-    return out
-
-
 def write_tuning(result, out: Path) -> dict[str, Path]:
     """All outputs of `lamina tune` in `out`; returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = result.settings
-    p = {"neurons": out / "neurons.csv", "neurons_parquet": out / "neurons.parquet", "laminar": out / "laminar.csv",
-         "top": out / "top_neurons.csv", "samples": out / "samples.csv", "null": out / "null_counts.csv",
-         "json": out / "tuning.json", "plot": out / "tuning.png", "html": out / "tuning.html"}
-    result.neurons.to_csv(p["neurons"], index=False)
-    result.neurons.to_parquet(p["neurons_parquet"], index=False)
-    result.laminar.to_csv(p["laminar"], index=False)
-    result.top.to_csv(p["top"], index=False)
-    _flat(result.samples.rows).assign(text_content=[result.samples.texts[t] for t in result.samples.rows["text"]]) \
-        .to_csv(p["samples"], index=False)
-    null = pd.DataFrame(result.null_counts, columns=[f"layer_{L}" for L in s["layers"]])
-    null.to_csv(p["null"], index_label="permutation")
+    p = write_tune_tables(result, out)
+    p.update(json=out / "tuning.json", plot=out / "tuning.png", html=out / "tuning.html")
     if result.controls is not None:
         p["controls"] = out / "controls.csv"
         result.controls.to_csv(p["controls"], index=False)

@@ -16,7 +16,6 @@ carry no signal; run the two tunes on shuffled labels (or a `random:` model) and
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lamina.analyses.tuning.run_folder import read_tune_run
 from lamina.errors import InputError
 from lamina.report.figures import pyplot, save
 from lamina.report.jsonio import write_json
@@ -42,24 +42,6 @@ class TuneComparison:
     def to_json(self) -> dict:
         return {"settings": self.settings, "overall": self.overall,
                 "layers": self.per_layer.to_dict(orient="records")}
-
-
-def read_tune_run(path) -> tuple[pd.DataFrame, dict]:
-    """The per-neuron table (neurons.parquet or neurons.csv) and settings (tuning.json) of a `tune --out` folder."""
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"'{path}' is not a folder; give the --out folder of a `lamina tune` run")
-    for name in ("neurons.parquet", "neurons.csv"):
-        if (path / name).exists():
-            neurons = pd.read_parquet(path / name) if name.endswith("parquet") else pd.read_csv(path / name)
-            break
-    else:
-        raise InputError(f"'{path}' holds no neurons.parquet or neurons.csv; give the --out folder of a "
-                         "`lamina tune` run")
-    settings = {}
-    if (path / "tuning.json").exists():
-        settings = json.loads((path / "tuning.json").read_text()).get("settings", {})
-    return neurons, settings
 
 
 def concordance(a, b, sig_a, sig_b) -> dict:
