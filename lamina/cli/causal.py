@@ -63,7 +63,7 @@ def ablate_command(
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="--from-tune: use the first N negation pairs."),
     loss_tokens: int = typer.Option(2048, "--loss-tokens", help="--from-tune: corpus tokens for the general loss (0: skip)."),
     random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
-    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (at the run's labelled positions; default), target (with --prompts) or pair-kl (negation)."),
+    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts) or pair-kl (negation)."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune: prompts, one a line, scored by log p(--target) after each."),
     target: Optional[str] = typer.Option(None, "--target", help="--from-tune with --prompts: single-token targets, comma-separated, e.g. ' seven, eight'."),
     corpus: str = CorpusOpt,
@@ -146,8 +146,8 @@ def _tune_metric(lm, folder, settings: dict, choice: TuneMetricChoice):
     from lamina.analyses.tuning.run_folder import read_tune_samples
 
     name = choice.name or ("target" if choice.prompts is not None else "loss")
-    if name not in ("loss", "target", "pair-kl"):
-        raise InputError(f"unknown --metric '{name}'; choose loss, target or pair-kl")
+    if name not in ("loss", "kl", "target", "pair-kl"):
+        raise InputError(f"unknown --metric '{name}'; choose loss, kl, target or pair-kl")
     if name == "target" or choice.prompts is not None:
         if (choice.prompts is None and not choice.prompt_list) or not choice.target:
             raise InputError("--metric target needs --prompts FILE and --target TOKENS (e.g. --target ' seven')")
@@ -164,7 +164,10 @@ def _tune_metric(lm, folder, settings: dict, choice: TuneMetricChoice):
     samples = read_tune_samples(folder)
     unit = "pair" if settings.get("paired") else next(
         (u for u in str(settings.get("unit", "")).split(" x ") if u in samples.rows.columns), "text")
-    return tune_metrics.LabelledLoss(samples.texts, samples.rows, unit)
+    metric = tune_metrics.LabelledLoss(samples.texts, samples.rows, unit, "kl" if name == "kl" else "loss")
+    if choice.name is None and not metric.has_next(lm.tokenizer).any():  # every sample read at a text's last token
+        metric = tune_metrics.LabelledLoss(samples.texts, samples.rows, unit, "kl")
+    return metric
 
 
 def _from_tune(folder, site, k, repeats, layers, choice, loss_tokens, random_loss, method, corpus, text_field, out,
