@@ -213,3 +213,52 @@ def test_from_tune_bad_input_is_one_line_and_exit_2(runs, tmp_path, args, needle
                                  "--loss-tokens", "0", "--out", str(out), *args])
     assert result.exit_code == 2, result.output
     assert needle in result.output and "Traceback" not in result.output and not out.exists()
+
+
+# ---------------------------------------------------------------- specificity beside a category fraction
+
+def _run(groups, significant, t):
+    from types import SimpleNamespace
+
+    n = len(significant)
+    neurons = pd.DataFrame({"name": [f"mlp_post.{i // 10}:{i % 10}" for i in range(n)], "layer": np.arange(n) // 10,
+                            "neuron": np.arange(n) % 10, "t": t, "significant": significant})
+    return SimpleNamespace(neurons=neurons, settings={"groups": list(groups), "group_sizes": {}, "contrast": "category"})
+
+
+def test_specificity_counts_the_overlap_of_two_categories_against_the_same_controls():
+    from scipy.stats import hypergeom
+
+    from lamina.analyses.tuning.compare import category_specificity
+
+    rng = np.random.default_rng(1)
+    sig_a = np.zeros(20, bool)
+    sig_a[[0, 1, 2, 3, 10, 11]] = True
+    sig_c = np.zeros(20, bool)
+    sig_c[[2, 3, 4, 12]] = True
+    sp = category_specificity(_run(("numbers", "controls"), sig_a, rng.normal(size=20)),
+                              _run(("colours", "controls"), sig_c, rng.normal(size=20)))
+    assert (sp["first"], sp["second"], sp["controls"]) == ("numbers vs controls", "colours vs controls", "controls")
+    layer0, layer1 = sp["layers"]
+    assert (layer0["fraction_a"], layer0["fraction_c"], layer0["overlap"]) == (0.4, 0.3, 2)
+    assert (layer1["fraction_a"], layer1["fraction_c"], layer1["overlap"]) == (0.2, 0.1, 0)
+    assert layer0["expected_overlap"] == pytest.approx(4 * 3 / 10)
+    assert layer0["p_overlap"] == pytest.approx(hypergeom.sf(1, 10, 4, 3))
+    assert sp["overall"]["overlap"] == 2 and sp["overall"]["jaccard"] == pytest.approx(2 / 8)
+
+
+def test_tune_words_c_puts_the_overlap_in_the_report(tmp_path):
+    words = {"a": "one two three four five six", "b": "table chair river garden window paper",
+             "c": "red blue green yellow purple orange"}
+    for k, v in words.items():
+        (tmp_path / f"{k}.txt").write_text("\n".join(v.split()) + "\n")
+    out = _tune(tmp_path / "run", "-c", "category", "--words-a", str(tmp_path / "a.txt"), "--words-b",
+                str(tmp_path / "b.txt"), "--words-c", str(tmp_path / "c.txt"))
+    sp = json.loads((out / "tuning.json").read_text())["settings"]["specificity"]
+    laminar = pd.read_csv(out / "laminar.csv")
+    assert sp["second"] == "c vs b" and sp["group_sizes"] == {"c": 6, "b": 6}
+    assert [r["fraction_a"] for r in sp["layers"]] == laminar.fraction_significant.tolist()
+    assert "Specificity: a second category against the same controls" in (out / "tuning.html").read_text()
+    assert pd.read_csv(out / "specificity.csv").layer.tolist() == [1]
+    bad = runner.invoke(app, ["tune", "-c", "nouns-verbs", "--words-c", str(tmp_path / "c.txt"), *TINY])
+    assert bad.exit_code == 2 and "--words-c is a second category" in bad.output

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lamina.analyses.tuning.run_folder import flat as _flat
 from lamina.analyses.tuning.run_folder import write_tune_tables
@@ -35,6 +36,11 @@ def plot_tuning(result, path: Path) -> Path:
     if s["kind"] == "binary":
         ax2.plot(lam["layer"], lam["best_cv_balanced_accuracy"], "^-", color="C1",
                  label="best single neuron: CV balanced accuracy")
+        if "best_cv_balanced_accuracy_null_max" in lam:  # the reference a reader compares the best neuron with
+            ax2.fill_between(lam["layer"], lam["best_cv_balanced_accuracy_null_mean"],
+                             lam["best_cv_balanced_accuracy_null_max"], color="C1", alpha=0.15,
+                             label=f"best neuron under null labels: mean to max ({s['reference_permutations']} "
+                                   "labellings)")
         if "probe_best_auc" in lam:
             ax2.plot(lam["layer"], lam["probe_best_auc"], "v-", color="C2", label="best sparse probe: held-out AUC")
         ax2.set_ylim(0.4, 1.02)
@@ -108,6 +114,9 @@ def write_tuning(result, out: Path) -> dict[str, Path]:
     if result.controls is not None:
         p["controls"] = out / "controls.csv"
         result.controls.to_csv(p["controls"], index=False)
+    if s.get("specificity"):
+        p["specificity"] = out / "specificity.csv"
+        pd.DataFrame(s["specificity"]["layers"]).to_csv(p["specificity"], index=False)
     if len(result.probes):
         p["probes"] = out / "probes.csv"
         _flat(result.probes).to_csv(p["probes"], index=False)
@@ -157,6 +166,16 @@ def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
                         "probe_best_rank_by", "replication_r", "token_eps2_top", "top_neurons") if c in lam]
     sections = [("What was tested", statement), ("Laminar tuning profile", image(paths["plot"]) + table(lam[cols])),
                 ("Top neurons (all layers)", table(result.top))]
+    if s.get("specificity"):
+        sp = s["specificity"]
+        spec = pd.DataFrame(sp["layers"]).rename(columns={"fraction_a": f"fraction {sp['first']}",
+                                                          "fraction_c": f"fraction {sp['second']}",
+                                                          "overlap": "significant in both"})
+        keep = ["layer", f"fraction {sp['first']}", f"fraction {sp['second']}", "significant in both",
+                "expected_overlap", "p_overlap", "jaccard", "sign_agreement", "spearman_rho"]
+        sections.insert(2, ("Specificity: a second category against the same controls",
+                            f"<p class='note'>{html.escape(sp['statement'])}. {html.escape(sp['note'])}.</p>"
+                            + table(spec[keep])))
     if result.controls is not None:
         sections.insert(2, ("Negative controls", "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in
                                                                     s.get("controls", [])) + "</ul>"

@@ -164,16 +164,16 @@ def top_examples_from(source, neurons: list[str], k: int = 10, batch_size: int =
             "n_batches": n_batches,
         }
         if len(p["top"]) < k:
-            note = fewer_than_asked(name, len(p["top"]), k, counts, max_tokens)
+            note = fewer_than_asked(name, len(p["top"]), k, counts)
             result.neurons[name]["short"] = note
             result.settings["notes"].append(note)
     result.settings.update(stream_seconds=stream_seconds, seconds=time.perf_counter() - t0)
     return result
 
 
-def fewer_than_asked(name: str, got: int, k: int, counts: dict, max_tokens: int | None) -> str:
+def fewer_than_asked(name: str, got: int, k: int, counts: dict) -> str:
     """Why a neuron has fewer top examples than asked: one per document, and only so many documents were read."""
-    where = f"the first {counts['tokens_read']:,} tokens" if max_tokens else f"the corpus ({counts['tokens_read']:,} tokens)"
+    where = f"the first {counts['tokens_read']:,} tokens"   # the same from a store as from the model that filled it
     if counts["documents_read"] <= got:
         why = f"only {counts['documents_read']} documents in {where} (top examples are one per document)"
     else:

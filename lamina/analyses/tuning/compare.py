@@ -28,7 +28,7 @@ from lamina.errors import InputError
 from lamina.report.figures import pyplot, save
 from lamina.report.jsonio import write_json
 
-__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance",
+__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance", "category_specificity",
            "plot_comparison", "write_comparison"]
 
 
@@ -91,6 +91,23 @@ def compare_tunes(neurons_a: pd.DataFrame, neurons_b: pd.DataFrame, statistic: s
                 "note": "correlation and overlap p-values treat neurons as independent: descriptive; compare "
                         "with the same two runs on shuffled labels or a random-weights model"}
     return TuneComparison(j, per_layer, overall, settings)
+
+
+def category_specificity(result_a, result_c) -> dict:
+    """A vs B beside C vs B (the same controls B): per layer the two fractions of significant neurons and the
+    overlap of their significant sets (`concordance`), for tuning.json's settings and the report."""
+    (a, b), (c, _) = result_a.settings["groups"], result_c.settings["groups"]
+    cmp = compare_tunes(result_a.neurons, result_c.neurons, "t", (f"{a} vs {b}", f"{c} vs {b}"),
+                        result_a.settings, result_c.settings)
+    layers = cmp.per_layer.assign(fraction_a=lambda d: d["n_sig_a"] / d["n_neurons"],
+                                  fraction_c=lambda d: d["n_sig_b"] / d["n_neurons"])
+    return {"first": f"{a} vs {b}", "second": f"{c} vs {b}", "controls": b, "group_sizes": result_c.settings["group_sizes"],
+            "overall": cmp.overall, "layers": layers.to_dict(orient="records"),
+            "statement": f"specificity: {c} scored against the same controls ({b}); a fraction of {a} vs {b} that "
+                         f"{c} vs {b} matches, with significant sets overlapping no more than chance "
+                         "(expected_overlap, p_overlap), says the lists differ, not that the neurons are specific "
+                         f"to {a}",
+            "note": cmp.settings["note"]}
 
 
 def _describe(settings: dict | None) -> dict:
