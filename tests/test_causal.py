@@ -232,8 +232,10 @@ def test_causal_tuning_runs_and_reports_a_band(llama):
     r = causal_tuning(llama, table, pairs, "mlp_post", [1], k=5, repeats=4, docs=None, progress=False)
     row = r.per_layer.iloc[0]
     assert row.top_neurons == "0 1 2 3 4" and row.n_top_significant == 5
-    assert row.random_low <= row.random_high and 0 < row.p_value <= 1
-    assert len(r.draws) == 5
+    rand = r.draws[r.draws.draw != "top"].effect.to_numpy()
+    assert len(r.draws) == 5 and row.random_low == pytest.approx(np.quantile(rand, 0.025))
+    assert row.p_value == pytest.approx((1 + np.sum(np.abs(rand) >= abs(row.top_effect))) / 5)
+    assert row.top_effect == pytest.approx(r.draws[r.draws.draw == "top"].effect.iat[0])  # one unit per pair
 
 
 # ---------------------------------------------------------------- hooks and bad input

@@ -69,11 +69,6 @@ def site_statistics(lm, site: str, texts: list[str], batch_size: int = 32) -> tu
     return x.var(0).numpy(), float(x.norm(dim=-1).mean())
 
 
-def site_variance(lm, site: str, pairs, batch_size: int = 64) -> np.ndarray:
-    """Variance of each neuron of `site` over the real tokens of the pair sentences [width]."""
-    return site_statistics(lm, site, [t for p in pairs for t in p], batch_size)[0]
-
-
 def ablate_edits(method: str = "zero", reference=None):
     """Edits for a neuron set: ablate them (zero, or mean with a `reference(site)` callable)."""
     cache: dict = {}
