@@ -101,6 +101,30 @@ def test_target_logprob_is_the_log_of_the_targets_total_probability(llama):
         assert got[i] == pytest.approx(float(want), abs=1e-4)
 
 
+def test_label_probe_is_a_cross_fitted_sklearn_probe_on_hf_hidden_states(llama, runs):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from lamina.analyses.causal.tune_metrics import LabelProbe
+
+    samples = read_tune_samples(runs["category"])
+    got = LabelProbe(samples.texts, samples.rows, "word_type", folds=4).score(llama)
+    x = []
+    for row in samples.rows.itertuples():  # HF's own last hidden state (after the final norm) at the read token
+        with torch.no_grad():
+            out = llama.model(**llama.tokenize(samples.texts[int(row.text)]), output_hidden_states=True)
+        x.append(out.hidden_states[-1][0, max(row.positions)].float().numpy())
+    x, y = np.array(x), samples.rows.label.astype(str).eq("True").to_numpy()
+    groups = pd.factorize(samples.rows.word_type)[0]
+    want = np.empty(len(y))
+    for train, test in GroupKFold(4).split(x, y, groups):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[train], y[train])
+        want[test] = probe.decision_function(x[test])
+    np.testing.assert_allclose(got, np.where(y, want, -want), atol=1e-3)
+
+
 def test_a_split_target_is_refused_naming_its_pieces(llama):
     pieces = [llama.tokenizer.decode([t]) for t in llama.tokenizer(" toothbrushes", add_special_tokens=False)["input_ids"]]
     assert len(pieces) > 1
@@ -184,6 +208,14 @@ def test_ablate_from_tune_on_every_contrast(runs, contrast, tmp_path):
     assert s["n_items"] <= n_samples and s["n_units"] <= s["n_items"]
     assert len(j["verdicts"]) == (0 if row["used"] else 1)
     assert {"causal_laminar.csv", "draws.csv", "result.json", "causal_laminar.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_ablate_from_tune_with_the_label_probe(runs):
+    result = runner.invoke(app, ["ablate", "--from-tune", str(runs["category"]), "--model", "random:llama", "--top", "3",
+                                 "--random", "3", "--loss-tokens", "0", "--metric", "probe", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout[result.stdout.index("{"):])["settings"]
+    assert s["metric_name"] == "probe" and s["n_items"] == 16 and s["unit"] == "word_type"
 
 
 def test_ablate_and_steer_from_tune_on_prompts_with_a_target(runs, tmp_path):

@@ -62,7 +62,7 @@ def ablate_command(
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="--from-tune: use the first N negation pairs."),
     loss_tokens: int = typer.Option(2048, "--loss-tokens", help="--from-tune: corpus tokens for the general loss (0: skip)."),
     random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
-    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts) or pair-kl (negation)."),
+    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts), pair-kl (negation) or probe (a label probe on the last residual)."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune: prompts, one a line, scored by log p(--target) after each."),
     target: Optional[str] = typer.Option(None, "--target", help="--from-tune with --prompts: single-token targets, comma-separated, e.g. ' seven, eight'."),
     corpus: str = CorpusOpt,
@@ -87,7 +87,7 @@ def ablate_command(
 
         choice = TuneMetricChoice(tune_metric, prompts_file, target, max_pairs)
         return from_tune_check(from_tune, site, top, random_draws, layers, choice, loss_tokens, random_loss, method,
-                          corpus, text_field, out, model, seed, as_json)
+                               corpus, text_field, out, model, seed, as_json)
     if site is None:
         raise InputError("give --site (e.g. mlp_post.13) or --from-tune DIR")
     if store is not None and method != "mean":
@@ -282,10 +282,10 @@ def steer_command(
         if strongest == 0:
             raise InputError("--alpha: give a nonzero multiple for --top, e.g. --alpha 4")
         named = prompts_file is not None or bool(prompts)
-        choice = TuneMetricChoice("target" if named else "loss", prompts_file, target if named else None,
+        choice = TuneMetricChoice("target" if named else None, prompts_file, target if named else None,
                                   prompt_list=tuple(prompts or ()))
-        return from_tune_check(from_tune, None, top, random_draws, str(layer), choice, max_tokens, False, "steer", corpus,
-                          text_field, out, model, seed, as_json, edits_for=steer_edits(strongest))
+        return from_tune_check(from_tune, None, top, random_draws, str(layer), choice, max_tokens, False, "steer",
+                               corpus, text_field, out, model, seed, as_json, edits_for=steer_edits(strongest))
     lm = load(model, seed)
     if vector is not None:
         if site is None:

@@ -35,8 +35,8 @@ def _tune_metric(lm, folder, settings: dict, choice: TuneMetricChoice):
     from lamina.analyses.tuning.run_folder import read_tune_samples
 
     name = choice.name or ("target" if choice.prompts is not None else "loss")
-    if name not in ("loss", "kl", "target", "pair-kl"):
-        raise InputError(f"unknown --metric '{name}'; choose loss, kl, target or pair-kl")
+    if name not in ("loss", "kl", "target", "pair-kl", "probe"):
+        raise InputError(f"unknown --metric '{name}'; choose loss, kl, target, pair-kl or probe")
     if name == "target" or choice.prompts is not None:
         if (choice.prompts is None and not choice.prompt_list) or not choice.target:
             raise InputError("--metric target needs --prompts FILE and --target TOKENS (e.g. --target ' seven')")
@@ -53,6 +53,10 @@ def _tune_metric(lm, folder, settings: dict, choice: TuneMetricChoice):
     samples = read_tune_samples(folder)
     unit = "pair" if settings.get("paired") else next(
         (u for u in str(settings.get("unit", "")).split(" x ") if u in samples.rows.columns), "text")
+    if name == "probe":
+        if settings.get("kind", "binary") != "binary":
+            raise InputError(f"--metric probe needs a run with two groups; {folder} tuned a continuous label")
+        return tune_metrics.LabelProbe(samples.texts, samples.rows, unit)
     metric = tune_metrics.LabelledLoss(samples.texts, samples.rows, unit, "kl" if name == "kl" else "loss")
     if choice.name is None and not metric.has_next(lm.tokenizer).any():  # every sample read at a text's last token
         metric = tune_metrics.LabelledLoss(samples.texts, samples.rows, unit, "kl")

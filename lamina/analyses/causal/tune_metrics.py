@@ -3,6 +3,8 @@
     LabelledLoss(texts, rows, unit)    the next-token loss right after each sample's read token, on the
                                        contrast's own texts (default): items = samples, unit = a sample column;
                                        kind="kl": KL(clean || edited) at the read token (any sample)
+    LabelProbe(texts, rows, unit)      a logistic probe's log-odds toward each sample's label, on final_norm at
+                                       the read token (binary runs): how much of the label reaches the output
     TargetLogprob(prompts, target_ids) log p(any of the target tokens) after each prompt: items = prompts
     PairKL(pairs)                      KL(negated || affirmed) at the final token: items = negation pairs
 
@@ -88,7 +90,7 @@ class LabelledLoss:
         parts = []
         for rows, logp, nxt in self._read(lm, edits):
             if self.name == "loss":
-                out[rows] = -logp.gather(-1, nxt[:, None])[:, 0].cpu().numpy()
+                out[rows] = -logp.gather(-1, nxt.to(logp.device)[:, None])[:, 0].cpu().numpy()
             elif clean:
                 parts.append((rows, logp))
                 out[rows] = 0.0
@@ -103,31 +105,100 @@ class LabelledLoss:
 
     def _read(self, lm, edits):
         """(sample indices, log-probs at their read tokens [samples, vocab], next token ids) per batch of texts."""
-        bound = bind_all(lm, edits)
-        by_text = self.items.groupby("text").indices
-        order = list(by_text)
         unembed = lm.model.get_submodule(lm.anatomy.family.unembed)
-        read = self.items["read"].to_numpy()
-        for i in range(0, len(order), self.batch_size):
-            chunk = order[i:i + self.batch_size]
-            enc = lm.tokenizer([self._texts[t] for t in chunk], padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
-            batch = lm.inputs(enc["input_ids"], enc["attention_mask"])
-            ids = batch["input_ids"]
-            h = run_capture(lm.model, lm.anatomy, ids, batch["attention_mask"], [Site("final_norm")],
-                            edits=bound)["final_norm"]                      # [texts, tokens, d_model]
-            rows, b_idx, pos = [], [], []
-            for b, t in enumerate(chunk):
-                real = enc["attention_mask"][b].nonzero().flatten()
-                for s in by_text[t]:
-                    rows.append(int(s))
-                    b_idx.append(b)
-                    pos.append(int(real[read[s]]))
-            b_t, p_t = torch.as_tensor(b_idx), torch.as_tensor(pos)
+        for rows, h, nxt in read_tokens(lm, self._texts, self.items, "final_norm", edits, self.max_length,
+                                        self.batch_size):
             with torch.inference_mode():
-                logp = torch.log_softmax(unembed(h[b_t, p_t]).float(), -1)     # [samples, vocab]
-            nxt = ids[b_t.to(ids.device), (p_t + 1).clamp(max=ids.shape[1] - 1).to(ids.device)].to(logp.device)
-            yield rows, logp, nxt
+                yield rows, torch.log_softmax(unembed(h).float(), -1), nxt
+
+
+def read_tokens(lm, texts: dict[int, str], items: pd.DataFrame, site: str, edits=(), max_length: int = 128,
+                batch_size: int = 16):
+    """Per batch of texts: (sample indices, `site` at each sample's read token [samples, width], the next token
+    ids [samples]; a text's last token gets itself), under `edits`."""
+    bound = bind_all(lm, edits)
+    where = Site(site) if site == "final_norm" else lm.sites([site])[0]
+    by_text = items.groupby("text").indices
+    order = list(by_text)
+    read = items["read"].to_numpy()
+    for i in range(0, len(order), batch_size):
+        chunk = order[i:i + batch_size]
+        enc = lm.tokenizer([texts[t] for t in chunk], padding=True, truncation=True, max_length=max_length,
+                           return_tensors="pt")
+        batch = lm.inputs(enc["input_ids"], enc["attention_mask"])
+        ids = batch["input_ids"]
+        h = run_capture(lm.model, lm.anatomy, ids, batch["attention_mask"], [where],
+                        edits=bound)[where.name].flatten(2)                 # [texts, tokens, width]
+        rows, b_idx, pos = [], [], []
+        for b, t in enumerate(chunk):
+            real = enc["attention_mask"][b].nonzero().flatten()
+            for s in by_text[t]:
+                rows.append(int(s))
+                b_idx.append(b)
+                pos.append(int(real[read[s]]))
+        b_t, p_t = torch.as_tensor(b_idx), torch.as_tensor(pos)
+        nxt = ids[b_t.to(ids.device), (p_t + 1).clamp(max=ids.shape[1] - 1).to(ids.device)]
+        yield rows, h[b_t.to(h.device), p_t.to(h.device)], nxt
+
+
+class LabelProbe:
+    """Log-odds toward each sample's own label from a logistic probe on the last residual (`final_norm`) at its
+    read token: how much of the label reaches the model's output. Fitted on the clean run and cross-fitted
+    (each sample scored by the probe of the folds that held it out; folds grouped by the unit)."""
+
+    name = "probe"
+
+    def __init__(self, texts: dict[int, str], rows: pd.DataFrame, unit: str, folds: int = 5, max_length: int = 128,
+                 batch_size: int = 16):
+        labels = rows["label"].astype(str).str.lower()
+        if not labels.isin(["true", "false"]).all():
+            raise InputError("--metric probe needs a run with two groups (a binary label); use --metric loss")
+        self._texts, self.unit, self.folds = texts, unit, folds
+        self.max_length, self.batch_size = max_length, batch_size
+        self.items = rows.assign(read=rows["positions"].map(max)).reset_index(drop=True)
+        self.y = (labels == "true").to_numpy()
+        self.units = self.items[unit].to_numpy() if unit in self.items else self.items["text"].to_numpy()
+        self.texts = [texts[t] for t in sorted(texts)]
+        self._probes = None
+
+    def prepare(self, lm) -> "LabelProbe":
+        return self
+
+    def describe(self) -> str:
+        return (f"change in a logistic probe's log-odds toward each sample's own label, read from final_norm at "
+                f"the sample's token ({len(self.items)} samples; probe fitted on the clean run, {self.folds}-fold "
+                f"cross-fitted by {self.unit}); negative: the edit erased label information that reaches the output")
+
+    def activations(self, lm, edits=()) -> np.ndarray:
+        """final_norm at every sample's read token [samples, d_model], under `edits`."""
+        out = None
+        for rows, h, _ in read_tokens(lm, self._texts, self.items, "final_norm", edits, self.max_length,
+                                      self.batch_size):
+            h = h.float().cpu().numpy()
+            out = np.empty((len(self.items), h.shape[1])) if out is None else out
+            out[rows] = h
+        return out
+
+    def score(self, lm, edits=()) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GroupKFold
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        x = self.activations(lm, edits)
+        if self._probes is None:  # the first call is the clean run: fit there, then only apply
+            if edits:
+                raise InputError("the label probe is fitted on the clean run: score the clean run first")
+            groups = pd.factorize(pd.Series(self.units))[0]
+            n = min(self.folds, int(groups.max()) + 1)
+            if n < 2 or self.y.all() or not self.y.any():
+                raise InputError("--metric probe needs at least two units and both labels")
+            self._probes = [(test, make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+                x[train], self.y[train])) for train, test in GroupKFold(n).split(x, self.y, groups)]
+        out = np.empty(len(self.items))
+        for test, probe in self._probes:
+            out[test] = probe.decision_function(x[test])
+        return np.where(self.y, out, -out)
 
 
 class TargetLogprob:
