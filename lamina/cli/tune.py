@@ -110,6 +110,8 @@ def tune(
     if words_c is not None and (contrast != "category" or words_b is None):
         raise InputError("--words-c is a second category scored against --words-b: use it with --contrast category "
                          "--words-a A --words-b B")
+    if words_c is not None and (store is not None or texts_out is not None):
+        raise InputError("--words-c tunes a second category on the model; run it without --store / --texts-out")
     samples = build_contrast(
         contrast, tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
         table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
