@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lamina.data.corpus import Document, fingerprint
-from lamina.data.windows import Window, batches, corpus_windows, pad_id
+from lamina.data.windows import Window, batches, corpus_windows, pad_id, read_counts
 from lamina import validate
 from lamina.errors import InputError, StoreError
 from lamina.store.lock import WHOLE, StoreLock
@@ -64,7 +64,7 @@ class ShardPlan:
     widths: dict[str, int]         # values per token of each site (q/k/v: heads * d_head)
     per_shard: int
     manifest: dict                 # the manifest's settings (the store's key is hashed from them)
-    extra: dict                    # the manifest's other fields: n_shards, n_windows, doc_ids
+    extra: dict                    # the manifest's other fields: n_shards, n_windows, doc_ids, counts
 
     @property
     def n_shards(self) -> int:
@@ -93,7 +93,8 @@ def plan_store(lm, docs: list[Document], settings: ExtractSettings, out: str | P
         "skip_first": s.skip_first, "pack": s.pack, "max_tokens": s.max_tokens, "storage_dtype": s.dtype,
         "windows_per_shard": per_shard, "corpus": fingerprint(docs), **library_versions(),
     }
-    extra = {"n_shards": -(-len(windows) // per_shard), "n_windows": len(windows), "doc_ids": [d.id for d in docs]}
+    extra = {"n_shards": -(-len(windows) // per_shard), "n_windows": len(windows), "doc_ids": [d.id for d in docs],
+             "counts": read_counts(windows, len(docs))}   # what was read; doc_ids lists the whole corpus
     return ShardPlan(Path(out), s, windows, widths, per_shard, manifest, extra)
 
 

@@ -37,10 +37,9 @@ class BrowseData:
 
     @staticmethod
     def _read_tune(folder: Path) -> pd.DataFrame:
-        path = folder / "neurons.parquet"
-        if not path.is_file():
-            raise InputError(f"{folder} is not a `lamina tune` output folder (no neurons.parquet)")
-        table = pd.read_parquet(path)
+        from lamina.analyses.tuning.run_folder import read_tune_run
+
+        table, _ = read_tune_run(folder)
         table.attrs["folder"] = folder.name
         return table
 

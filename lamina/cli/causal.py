@@ -62,6 +62,9 @@ def ablate_command(
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="--from-tune: use the first N negation pairs."),
     loss_tokens: int = typer.Option(2048, "--loss-tokens", help="--from-tune: corpus tokens for the general loss (0: skip)."),
     random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
+    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts), pair-kl (negation) or probe (a label probe on the last residual)."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune: prompts, one a line, scored by log p(--target) after each."),
+    target: Optional[str] = typer.Option(None, "--target", help="--from-tune with --prompts: single-token targets, comma-separated, e.g. ' seven, eight'."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = typer.Option(8192, "--max-tokens", help="Corpus tokens scored (spread over documents)."),
@@ -80,8 +83,11 @@ def ablate_command(
     if method not in METHODS:
         raise InputError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
     if from_tune is not None:
-        return _from_tune(from_tune, site, top, random_draws, layers, max_pairs, loss_tokens, random_loss, method,
-                          corpus, text_field, out, model, seed, as_json)
+        from lamina.cli.from_tune import TuneMetricChoice, from_tune_check
+
+        choice = TuneMetricChoice(tune_metric, prompts_file, target, max_pairs)
+        return from_tune_check(from_tune, site, top, random_draws, layers, choice, loss_tokens, random_loss, method,
+                               corpus, text_field, out, model, seed, as_json)
     if site is None:
         raise InputError("give --site (e.g. mlp_post.13) or --from-tune DIR")
     if store is not None and method != "mean":
@@ -121,60 +127,6 @@ def ablate_command(
     console.print(f"delta loss {d['value']:+.5f} [{d['low']:+.5f}, {d['high']:+.5f}]; KL(clean||ablated) "
                   f"{k['value']:.3g} [{k['low']:.3g}, {k['high']:.3g}] over {j['n_tokens']} tokens, {j['n_docs']} documents "
                   f"({j['interval']})", highlight=False)
-
-
-def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_loss, method, corpus, text_field, out,
-               model, seed, as_json):
-    from lamina.analyses.causal.from_tune import causal_tuning, load_tuned
-    from lamina.analyses.tuning.contrasts import read_pairs
-    from lamina.analyses.tuning.run import parse_layers
-
-    table, settings = load_tuned(folder)
-    if settings.get("contrast", "negation") != "negation":
-        raise InputError(f"--from-tune measures the negation pairs' behaviour; {folder} tuned '{settings['contrast']}'")
-    tune_site = settings.get("site", "mlp_post")
-    if site is not None and site != tune_site:
-        raise InputError(f"{folder} tuned {tune_site} neurons; leave --site out or give --site {tune_site}")
-    lm = load(model, seed)
-    if settings.get("model") and settings["model"] != lm.spec:
-        raise InputError(f"{folder} was tuned on {settings['model']}; pass --model {settings['model']}")
-    chosen = parse_layers(layers, lm.n_layers) if layers else None
-    if chosen:
-        missing = sorted(set(chosen) - set(int(L) for L in table.layer))
-        if missing:
-            raise InputError(f"the tune run has no layer {missing[0]}; it covers {sorted(set(table.layer))}")
-    pairs = read_pairs()[:max_pairs] if max_pairs else read_pairs()
-    docs = _docs(corpus, text_field) if loss_tokens else None
-    result = causal_tuning(lm, table, pairs, tune_site, chosen, k, repeats, method, docs, loss_tokens, seed,
-                           random_loss=random_loss, progress=not as_json)
-    if out is not None:
-        import pandas as pd
-
-        from lamina.report.causal_report import causal_laminar, write_json
-
-        out.mkdir(parents=True, exist_ok=True)
-        result.per_layer.to_csv(out / "causal_laminar.csv", index=False)
-        result.draws.to_csv(out / "draws.csv", index=False)
-        write_json(result.to_json(), out / "result.json")
-        fractions = None
-        if (Path(folder) / "laminar.csv").is_file():
-            lam = pd.read_csv(Path(folder) / "laminar.csv")
-            if "fraction_significant" in lam.columns:
-                fractions = dict(zip(lam.layer.astype(int), lam.fraction_significant))
-        causal_laminar(result, fractions, out / "causal_laminar.png")
-    if as_json:
-        print(dump(result.to_json()))
-        return
-    t = Table(title=Text(f"{lm.spec}: {method}-ablating the top {k} tuned {tune_site} neurons vs {repeats} random draws "
-                         f"({len(pairs)} negation pairs)"))
-    for c in ("layer", "significant in top", "top effect [95%]", "random 95% band", "p", "loss top", "loss random"):
-        t.add_column(c, justify="right")
-    for r in result.per_layer.itertuples():
-        t.add_row(str(r.layer), f"{r.n_top_significant}/{r.n_top}", f"{r.top_effect:+.4f} [{r.top_low:+.4f}, {r.top_high:+.4f}]",
-                  f"{r.random_low:+.4f} .. {r.random_high:+.4f}", f"{r.p_value:.3f}", f"{r.top_delta_loss:+.4f}",
-                  f"{r.random_delta_loss:+.4f}")
-    console.print(t)
-    console.print(Text(result.settings["metric"], style="dim"))
 
 
 def read_patch_pairs(spec: str) -> list[tuple]:
@@ -297,6 +249,9 @@ def steer_command(
     target: str = typer.Option(" not", "--target", help="Single-token target whose log-prob after each prompt is scored."),
     prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Prompts (default: the negation pairs' shared beginnings)."),
     generate_tokens: int = typer.Option(0, "--generate", help="Also print a greedy continuation of the first prompt per alpha."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="--from-tune: steer along the top K tuned neurons vs K random ones (at the largest |alpha|)."),
+    random_draws: int = typer.Option(20, "--random", min=1, help="--from-tune --top: random variance-matched draws."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune --top: prompts, one a line, scored by log p(--target)."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Corpus tokens for the perplexity cost."),
@@ -317,6 +272,20 @@ def steer_command(
         sweep = [float(a) for a in alphas.split(",")]
     except ValueError:
         raise InputError(f"--alpha '{alphas}': write numbers separated by commas, e.g. 0,1,2,4") from None
+    if top is not None:
+        if from_tune is None or layer is None:
+            raise InputError("--top tests a tune run's neurons: give --from-tune DIR --layer L")
+        from lamina.analyses.causal.from_tune import steer_edits
+        from lamina.cli.from_tune import TuneMetricChoice, from_tune_check
+
+        strongest = max(sweep, key=abs)
+        if strongest == 0:
+            raise InputError("--alpha: give a nonzero multiple for --top, e.g. --alpha 4")
+        named = prompts_file is not None or bool(prompts)
+        choice = TuneMetricChoice("target" if named else None, prompts_file, target if named else None,
+                                  prompt_list=tuple(prompts or ()))
+        return from_tune_check(from_tune, None, top, random_draws, str(layer), choice, max_tokens, False, "steer",
+                               corpus, text_field, out, model, seed, as_json, edits_for=steer_edits(strongest))
     lm = load(model, seed)
     if vector is not None:
         if site is None:

@@ -150,10 +150,14 @@ def store_check(folder: Path = typer.Argument(..., help="Store folder.")):
 def store_info(folder: Path = typer.Argument(..., help="Store folder.")):
     """Print a store's manifest (settings, shards, sites)."""
     from lamina.store import ActivationStore
+    from lamina.store.manifest import stored_counts
 
     store = ActivationStore(folder)
-    print(dump({**store.manifest, "doc_ids": f"{len(store.manifest['doc_ids'])} documents",
-                 "complete_shards": len(store.shards), "n_rows": store.n_rows}))
+    counts = stored_counts(store.manifest)  # what was read, beside the corpus's size
+    read = "unknown (a store made before lamina recorded it)" if counts["documents_read"] is None \
+        else counts["documents_read"]
+    print(dump({**store.manifest, "doc_ids": f"{len(store.manifest['doc_ids'])} documents in the corpus, {read} read",
+                 "counts": counts, "complete_shards": len(store.shards), "n_rows": store.n_rows}))
 
 
 @app.command()

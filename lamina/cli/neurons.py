@@ -159,6 +159,10 @@ def top_examples_command(
         docs = load_corpus(corpus, text_field, max_docs)
         lm = load(model, seed)
         result = top_examples(lm, neuron, docs, context=context, **options)
+    from lamina.cli.common import err_console
+
+    for note in result.settings["notes"]:  # fewer examples than asked: how many, and why (also in the JSON)
+        err_console.print(note, highlight=False, soft_wrap=True)
     with atomic_output(out, keep=True) as tmp:  # the folder is shared with maximize
         (tmp / "top_examples.json").write_text(dump(result.to_dict()))
         pages = write_neuron_pages(tmp, compare or ())

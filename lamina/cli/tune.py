@@ -24,6 +24,7 @@ def tune(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write tables, tuning.png and tuning.html here."),
     words_a: Optional[Path] = typer.Option(None, "--words-a", help="category: word list of group A (one word a line)."),
     words_b: Optional[Path] = typer.Option(None, "--words-b", help="category: word list of group B."),
+    words_c: Optional[Path] = typer.Option(None, "--words-c", help="category: a second category scored against the same group B (specificity: the overlap of the two significant sets)."),
     sentences_a: Optional[Path] = typer.Option(None, "--sentences-a", help="category: sentences of group A (one a line)."),
     sentences_b: Optional[Path] = typer.Option(None, "--sentences-b", help="category: sentences of group B."),
     table_file: Optional[Path] = typer.Option(None, "--table", help="labels: a CSV/TSV/Parquet/JSONL table with a text column."),
@@ -106,6 +107,11 @@ def tune(
         raise InputError(f"--unit '{unit}': choose default or occurrence (name unit columns with --unit-column)")
     if unit_column and unit == "occurrence":
         raise InputError("give --unit occurrence or --unit-column, not both")
+    if words_c is not None and (contrast != "category" or words_b is None):
+        raise InputError("--words-c is a second category scored against --words-b: use it with --contrast category "
+                         "--words-a A --words-b B")
+    if words_c is not None and (store is not None or texts_out is not None):
+        raise InputError("--words-c tunes a second category on the model; run it without --store / --texts-out")
     samples = build_contrast(
         contrast, tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
         table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
@@ -119,6 +125,8 @@ def tune(
                             batch_size=batch_size, seed=seed, unit=tuple(unit_column) if unit_column else unit,
                             keep_first_token=keep_first_token, reference_permutations=reference_permutations)
     result = run_tune(lm, samples, settings, progress=not as_json)
+    if words_c is not None:  # specificity: C vs the same controls B, its significant set against A's
+        _add_specificity(lm, tokenizer, result, settings, words_c, words_b, word_pooling, max_per_group, seed, as_json)
     if controls:
         from lamina.analyses.tuning.controls import run_controls
 
@@ -133,6 +141,20 @@ def tune(
         print(dump(result.to_json()))
         return
     _print_tune(result, out, paths)
+
+
+def _add_specificity(lm, tokenizer, result, settings, words_c, words_b, word_pooling, max_per_group, seed, quiet):
+    """Tune C vs B with the same settings (no probes, no reference labellings) and put the overlap in settings."""
+    import dataclasses
+
+    from lamina.analyses.tuning.compare import category_specificity
+    from lamina.analyses.tuning.contrasts.word_lists import second_category
+    from lamina.analyses.tuning.run import tune as run_tune
+
+    samples_c = second_category(tokenizer, words_c, words_b, word_pooling=word_pooling,
+                                max_per_group=max_per_group or None, seed=seed)
+    quick = dataclasses.replace(settings, probes=False, reference_permutations=0)
+    result.settings["specificity"] = category_specificity(result, run_tune(lm, samples_c, quick, progress=not quiet))
 
 
 def _check_store_contrast(contrast: str, store, controls: bool) -> None:
@@ -214,6 +236,12 @@ def _print_tune(result, out: Optional[Path], paths: dict) -> None:
         n = s["null_total"]
         console.print(f"significant over all layers: {s['n_significant_total']} (permutation null: mean {n['mean']:.3g}, "
                       f"95% {n['low']:g}-{n['high']:g}, p = {n['p_value']:.3g})", highlight=False)
+    if s.get("specificity"):
+        sp = s["specificity"]
+        console.print(Text(f"{sp['statement']}:\n" + "\n".join(
+            f"  layer {r['layer']}: {sp['first']} {r['fraction_a']:.1%}, {sp['second']} {r['fraction_c']:.1%}; both "
+            f"{r['overlap']} (expected {r['expected_overlap']:.1f}, p = {r['p_overlap']:.3g}), rho {r['spearman_rho']:.2f}"
+            for r in sp["layers"])))
     for note in s["notes"]:
         console.print(Text(f"note: {note}", style="dim"))
     if paths:

@@ -139,3 +139,13 @@ def corpus_windows(lm, docs: list[Document], context: int = 128, stride: int | N
     if not windows:
         raise InputError("the corpus gives no tokens")
     return windows
+
+
+def read_counts(windows: list[Window], n_corpus_docs: int | None = None) -> dict:
+    """What `windows` read (not the corpus's size): distinct documents, windows, counted tokens; and the
+    corpus's document count when given. Packed windows count the document of each window's first token."""
+    counts = {"documents_read": len({w.doc for w in windows}), "windows": len(windows),
+              "tokens_read": sum(len(w.ids) - w.first_counted for w in windows)}
+    if n_corpus_docs is not None:
+        counts["documents_in_corpus"] = n_corpus_docs
+    return counts

@@ -15,6 +15,11 @@ def write_json(obj: dict, path: Path) -> Path:
     return path
 
 
+METRIC_LABELS = {"loss": "change in next-token loss after the labelled tokens (nats)",
+                 "kl": "KL(clean || edited) at the labelled tokens", "probe": "change in the label probe's log-odds",
+                 "target": "change in log p(targets) after the prompts", "pair-kl": "change in KL(negated || affirmed)"}
+
+
 def patch_heatmap(result, path: Path) -> Path:
     """The layer x position heatmap of the normalised patching effect."""
     plt = pyplot()
@@ -34,9 +39,9 @@ def patch_heatmap(result, path: Path) -> Path:
 
 
 def causal_laminar(result, fractions: dict[int, float] | None, path: Path) -> Path:
-    """Top-K ablation effect per layer with the random band, beside the fraction of tuned neurons."""
+    """Top-K edit effect per layer with the random band, beside the fraction of tuned neurons."""
     plt = pyplot()
-    d = result.per_layer
+    d, st = result.per_layer, result.settings
     fig, axes = plt.subplots(1, 2, figsize=(9, 1.8 + 0.25 * len(d)), sharey=True)
     step = float(np.diff(np.sort(d.layer)).min()) if len(d) > 1 else 1.0
     if fractions:
@@ -46,12 +51,13 @@ def causal_laminar(result, fractions: dict[int, float] | None, path: Path) -> Pa
     axes[1].barh(d.layer, d.random_high - d.random_low, left=d.random_low, height=0.6 * step, color="0.85",
                  label=f"random K, 95% band ({result.settings['repeats']} draws)")
     axes[1].errorbar(d.top_effect, d.layer, xerr=[d.top_effect - d.top_low, d.top_high - d.top_effect],
-                     fmt="o", color="C3", label=f"top {result.settings['k']} tuned (95% CI over pairs)")
+                     fmt="o", color="C3", label=f"top {st['k']} tuned (95% CI over {st.get('unit', 'pair')} units)")
     axes[1].set_yticks(d.layer)
     axes[1].axvline(0, color="k", lw=0.5)
-    axes[1].set_xlabel("change in KL(negated || affirmed)")
+    axes[1].set_xlabel(METRIC_LABELS.get(st.get("metric_name"), "change in KL(negated || affirmed)"))
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"{result.settings['model']}: {result.settings['method']}-ablating tuned vs random neurons", fontsize=9)
+    edit = st.get("edit", f"{st['method']}-ablating")
+    fig.suptitle(f"{st['model']}: {edit} tuned vs random neurons", fontsize=9)
     return save(fig, path)
 
 

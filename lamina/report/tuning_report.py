@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lamina.analyses.tuning.run_folder import flat as _flat
+from lamina.analyses.tuning.run_folder import write_tune_tables
 from lamina.report.figures import pyplot, save
 from lamina.report.html import image, page, table
 from lamina.report.jsonio import write_json
@@ -34,6 +36,11 @@ def plot_tuning(result, path: Path) -> Path:
     if s["kind"] == "binary":
         ax2.plot(lam["layer"], lam["best_cv_balanced_accuracy"], "^-", color="C1",
                  label="best single neuron: CV balanced accuracy")
+        if "best_cv_balanced_accuracy_null_max" in lam:  # the reference a reader compares the best neuron with
+            ax2.fill_between(lam["layer"], lam["best_cv_balanced_accuracy_null_mean"],
+                             lam["best_cv_balanced_accuracy_null_max"], color="C1", alpha=0.15,
+                             label=f"best neuron under null labels: mean to max ({s['reference_permutations']} "
+                                   "labellings)")
         if "probe_best_auc" in lam:
             ax2.plot(lam["layer"], lam["probe_best_auc"], "v-", color="C2", label="best sparse probe: held-out AUC")
         ax2.set_ylim(0.4, 1.02)
@@ -97,34 +104,19 @@ def heatmap_html(examples: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def _flat(df: pd.DataFrame) -> pd.DataFrame:
-    """Lists and tuples as space-separated strings (CSV/Parquet friendly)."""
-    out = df.copy()
-    for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
-            out[col] = out[col].map(lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
-    return out
-
-
 def write_tuning(result, out: Path) -> dict[str, Path]:
     """All outputs of `lamina tune` in `out`; returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = result.settings
-    p = {"neurons": out / "neurons.csv", "neurons_parquet": out / "neurons.parquet", "laminar": out / "laminar.csv",
-         "top": out / "top_neurons.csv", "samples": out / "samples.csv", "null": out / "null_counts.csv",
-         "json": out / "tuning.json", "plot": out / "tuning.png", "html": out / "tuning.html"}
-    result.neurons.to_csv(p["neurons"], index=False)
-    result.neurons.to_parquet(p["neurons_parquet"], index=False)
-    result.laminar.to_csv(p["laminar"], index=False)
-    result.top.to_csv(p["top"], index=False)
-    _flat(result.samples.rows).assign(text_content=[result.samples.texts[t] for t in result.samples.rows["text"]]) \
-        .to_csv(p["samples"], index=False)
-    null = pd.DataFrame(result.null_counts, columns=[f"layer_{L}" for L in s["layers"]])
-    null.to_csv(p["null"], index_label="permutation")
+    p = write_tune_tables(result, out)
+    p.update(json=out / "tuning.json", plot=out / "tuning.png", html=out / "tuning.html")
     if result.controls is not None:
         p["controls"] = out / "controls.csv"
         result.controls.to_csv(p["controls"], index=False)
+    if s.get("specificity"):
+        p["specificity"] = out / "specificity.csv"
+        pd.DataFrame(s["specificity"]["layers"]).to_csv(p["specificity"], index=False)
     if len(result.probes):
         p["probes"] = out / "probes.csv"
         _flat(result.probes).to_csv(p["probes"], index=False)
@@ -174,6 +166,16 @@ def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
                         "probe_best_rank_by", "replication_r", "token_eps2_top", "top_neurons") if c in lam]
     sections = [("What was tested", statement), ("Laminar tuning profile", image(paths["plot"]) + table(lam[cols])),
                 ("Top neurons (all layers)", table(result.top))]
+    if s.get("specificity"):
+        sp = s["specificity"]
+        spec = pd.DataFrame(sp["layers"]).rename(columns={"fraction_a": f"fraction {sp['first']}",
+                                                          "fraction_c": f"fraction {sp['second']}",
+                                                          "overlap": "significant in both"})
+        keep = ["layer", f"fraction {sp['first']}", f"fraction {sp['second']}", "significant in both",
+                "expected_overlap", "p_overlap", "jaccard", "sign_agreement", "spearman_rho"]
+        sections.insert(2, ("Specificity: a second category against the same controls",
+                            f"<p class='note'>{html.escape(sp['statement'])}. {html.escape(sp['note'])}.</p>"
+                            + table(spec[keep])))
     if result.controls is not None:
         sections.insert(2, ("Negative controls", "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in
                                                                     s.get("controls", [])) + "</ul>"

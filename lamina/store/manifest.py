@@ -50,6 +50,16 @@ def write_manifest(folder: Path, settings: dict, extra: dict) -> dict:
     return manifest
 
 
+def stored_counts(manifest: dict) -> dict:
+    """What a store read: documents, windows, tokens (the `counts` field), and the corpus's document count.
+
+    Stores made before the field existed give the corpus's document count only (`documents_read`: None)."""
+    if "counts" in manifest:
+        return dict(manifest["counts"])
+    return {"documents_read": None, "windows": manifest.get("n_windows"), "tokens_read": None,
+            "documents_in_corpus": len(manifest.get("doc_ids", []))}
+
+
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     try:

@@ -25,9 +25,9 @@ from lamina.errors import InputError
 
 def tune_direction(folder, layer: int) -> tuple[str, np.ndarray]:
     """(site, difference of group means at `layer`) from a tune run folder."""
-    from lamina.analyses.causal.from_tune import load_tuned
+    from lamina.analyses.tuning.run_folder import read_tune_run
 
-    table, settings = load_tuned(folder)
+    table, settings = read_tune_run(folder)
     rows = table[table.layer == layer].sort_values("neuron")
     if rows.empty:
         raise InputError(f"the tune run in {folder} has no layer {layer}; it covers {sorted(set(table.layer))}")

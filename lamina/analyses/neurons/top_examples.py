@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from lamina import validate
 from lamina.analyses.sources.model import ModelSource
 from lamina.data.corpus import Document
-from lamina.data.windows import split_row_id
+from lamina.data.windows import read_counts, split_row_id
 from lamina.errors import InputError
 
 
@@ -141,10 +141,12 @@ def top_examples_from(source, neurons: list[str], k: int = 10, batch_size: int =
             + [x[1] for b in p["quantiles"] for x in b["picks"]]}
     shown = Shown(source, before, after)
     shown.run(rows, targets, sites, columns, batch_size)
+    counts = read_counts(source.windows, len(source.doc_ids))   # what was read, not the corpus's size
     result = TopExamples(source.spec, dict(k=k, context=source.context, batch_size=batch_size, max_tokens=max_tokens,
                                            n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
-                                           reservoir=reservoir, seed=seed, n_docs=len(source.doc_ids),
-                                           n_windows=len(source.windows)))
+                                           reservoir=reservoir, seed=seed, n_docs=counts["documents_read"],
+                                           n_docs_corpus=len(source.doc_ids), n_tokens_read=counts["tokens_read"],
+                                           n_windows=len(source.windows), notes=[]))
     result.settings.update(source.provenance())
     decode = source.tokenizer.decode
     for name, tr in trackers.items():
@@ -160,8 +162,22 @@ def top_examples_from(source, neurons: list[str], k: int = 10, batch_size: int =
                              for t, c in tr.tally.most_common()],
             "n_batches": n_batches,
         }
+        if len(p["top"]) < k:
+            note = fewer_than_asked(name, len(p["top"]), k, counts)
+            result.neurons[name]["short"] = note
+            result.settings["notes"].append(note)
     result.settings.update(stream_seconds=stream_seconds, seconds=time.perf_counter() - t0)
     return result
+
+
+def fewer_than_asked(name: str, got: int, k: int, counts: dict) -> str:
+    """Why a neuron has fewer top examples than asked: one per document, and only so many documents were read."""
+    where = f"the first {counts['tokens_read']:,} tokens"   # the same from a store as from the model that filled it
+    if counts["documents_read"] <= got:
+        why = f"only {counts['documents_read']} documents in {where} (top examples are one per document)"
+    else:
+        why = f"only {got} documents of the {counts['documents_read']} read have a counted token"
+    return f"{name}: {got} of {k}: {why}"
 
 
 class Shown:

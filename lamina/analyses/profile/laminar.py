@@ -23,7 +23,7 @@ from lamina.analyses.profile.layer_stats import LayerStats
 from lamina.analyses.sources.model import ModelSource
 from lamina.analyses.sources.store import StoreSource
 from lamina.data.corpus import Document, fingerprint
-from lamina.data.windows import split_row_id
+from lamina.data.windows import read_counts, split_row_id
 from lamina.errors import InputError, SiteError
 
 PROFILE_KINDS = ("resid_post", "resid_pre", "resid_mid", "attn_out", "mlp_out", "mlp_post", "mlp_pre", "q", "k", "v")
@@ -107,8 +107,10 @@ def profile_with(lm, docs: list[Document], settings: ProfileSettings, progress: 
     finally:
         if executor is not None:
             executor.close()
+    counts = read_counts(source.windows, len(docs))   # what was read, not the corpus's size
     results = {"model": lm.spec, **asdict(s), "stride": s.stride or s.context, "n_windows": len(source.windows),
-               "corpus": fingerprint(docs)[:16], "n_docs": len(docs)}
+               "corpus": fingerprint(docs)[:16], "n_docs": counts["documents_read"],
+               "n_docs_corpus": len(docs), "n_tokens_read": counts["tokens_read"]}
     return profile_result(source, readings, stats, results)
 
 
@@ -128,8 +130,9 @@ def profile_store(store, kind: str = "resid_post", batch_size: int = 8, tokenize
     s = store.manifest["settings"]
     settings = {"model": s["model"], "kind": kind, "method": "hooks", "context": s["context"], "stride": s["stride"],
                 "batch_size": batch_size, "skip_first": s["skip_first"], "pack": s["pack"], "max_tokens": max_tokens,
-                "n_windows": len(source.windows), "corpus": s["corpus"][:16], "n_docs": len(source.doc_ids),
-                "store": str(store.folder)}
+                "n_windows": len(source.windows), "corpus": s["corpus"][:16],
+                "n_docs": read_counts(source.windows)["documents_read"], "n_docs_corpus": len(source.doc_ids),
+                "n_tokens_read": read_counts(source.windows)["tokens_read"], "store": str(store.folder)}
     return profile_from(source, [(site, layer, site) for layer, site in layers], settings, batch_size, progress)
 
 

@@ -16,7 +16,6 @@ carry no signal; run the two tunes on shuffled labels (or a `random:` model) and
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +23,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lamina.analyses.tuning.run_folder import read_tune_run
 from lamina.errors import InputError
 from lamina.report.figures import pyplot, save
 from lamina.report.jsonio import write_json
 
-__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance",
+__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance", "category_specificity",
            "plot_comparison", "write_comparison"]
 
 
@@ -42,24 +42,6 @@ class TuneComparison:
     def to_json(self) -> dict:
         return {"settings": self.settings, "overall": self.overall,
                 "layers": self.per_layer.to_dict(orient="records")}
-
-
-def read_tune_run(path) -> tuple[pd.DataFrame, dict]:
-    """The per-neuron table (neurons.parquet or neurons.csv) and settings (tuning.json) of a `tune --out` folder."""
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"'{path}' is not a folder; give the --out folder of a `lamina tune` run")
-    for name in ("neurons.parquet", "neurons.csv"):
-        if (path / name).exists():
-            neurons = pd.read_parquet(path / name) if name.endswith("parquet") else pd.read_csv(path / name)
-            break
-    else:
-        raise InputError(f"'{path}' holds no neurons.parquet or neurons.csv; give the --out folder of a "
-                         "`lamina tune` run")
-    settings = {}
-    if (path / "tuning.json").exists():
-        settings = json.loads((path / "tuning.json").read_text()).get("settings", {})
-    return neurons, settings
 
 
 def concordance(a, b, sig_a, sig_b) -> dict:
@@ -109,6 +91,23 @@ def compare_tunes(neurons_a: pd.DataFrame, neurons_b: pd.DataFrame, statistic: s
                 "note": "correlation and overlap p-values treat neurons as independent: descriptive; compare "
                         "with the same two runs on shuffled labels or a random-weights model"}
     return TuneComparison(j, per_layer, overall, settings)
+
+
+def category_specificity(result_a, result_c) -> dict:
+    """A vs B beside C vs B (the same controls B): per layer the two fractions of significant neurons and the
+    overlap of their significant sets (`concordance`), for tuning.json's settings and the report."""
+    (a, b), (c, _) = result_a.settings["groups"], result_c.settings["groups"]
+    cmp = compare_tunes(result_a.neurons, result_c.neurons, "t", (f"{a} vs {b}", f"{c} vs {b}"),
+                        result_a.settings, result_c.settings)
+    layers = cmp.per_layer.assign(fraction_a=lambda d: d["n_sig_a"] / d["n_neurons"],
+                                  fraction_c=lambda d: d["n_sig_b"] / d["n_neurons"])
+    return {"first": f"{a} vs {b}", "second": f"{c} vs {b}", "controls": b, "group_sizes": result_c.settings["group_sizes"],
+            "overall": cmp.overall, "layers": layers.to_dict(orient="records"),
+            "statement": f"specificity: {c} scored against the same controls ({b}); a fraction of {a} vs {b} that "
+                         f"{c} vs {b} matches, with significant sets overlapping no more than chance "
+                         "(expected_overlap, p_overlap), says the lists differ, not that the neurons are specific "
+                         f"to {a}",
+            "note": cmp.settings["note"]}
 
 
 def _describe(settings: dict | None) -> dict:

@@ -134,6 +134,14 @@ def describe_test(samples: SampleSet, design: PrimaryDesign | None = None) -> st
             "as independent; Mann-Whitney U reported beside it")
 
 
+def read_counts(tokenizer, samples: SampleSet) -> dict:
+    """What the run read (not the corpus's size): texts, their model tokens, the documents its samples come from."""
+    tokens = sum(len(ids) for ids in tokenizer(list(samples.texts), truncation=True,
+                                               max_length=samples.max_length)["input_ids"]) if samples.texts else 0
+    return {"texts": len(samples.texts), "tokens": int(tokens), "samples": len(samples.rows),
+            "documents": int(samples.rows["doc"].nunique()) if "doc" in samples.rows else len(samples.texts)}
+
+
 def run_settings(source: ActivationSource, samples: SampleSet, design: PrimaryDesign, ts: TuneSettings, layer_ids: list[int], bh, bonf,
                  null: np.ndarray, laminar: pd.DataFrame) -> dict:
     """The settings block of a run's results: what was tested, at which unit, over which family, with which
@@ -158,7 +166,8 @@ def run_settings(source: ActivationSource, samples: SampleSet, design: PrimaryDe
          "reference_permutations": ts.reference_permutations, "cv": ts.cv,
          "cv_folds": ("grouped by " + ("pair" if design.paired else design.unit_names[0])
                       if design.level != "occurrence" else "stratified, ungrouped"),
-         "seed": ts.seed, "notes": samples.notes, "n_significant_total": total}
+         "seed": ts.seed, "notes": samples.notes, "n_significant_total": total,
+         "read": read_counts(source.tokenizer, samples)}
     s.update(source.provenance())  # where the activations came from: a store's folder and storage dtype
     if samples.kind == "binary":
         s.update(probe_ks=probe_ks(ts.ks, samples.y, ts.cv), probe_rankings=list(ts.rank_by) if ts.probes else [],

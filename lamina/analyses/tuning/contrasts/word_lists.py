@@ -136,6 +136,17 @@ def category(tokenizer, words_a=None, words_b=None, sentences_a=None, sentences_
                      split_report=report, units=CORPUS_UNITS if lists else ("paragraph",))
 
 
+def second_category(tokenizer, words_c, words_b, **options) -> SampleSet:
+    """Category C vs the same controls B (`--words-c`): the specificity check of a category run.
+
+    A category run's fraction of tuned neurons mostly measures that two coherent word lists differ; C scored
+    against the same B, and the overlap of the two significant sets, says how much of it is specific to A."""
+    if words_b is None:
+        raise InputError("--words-c is scored against the same controls as --words-a: give --words-a and --words-b")
+    options = {k: v for k, v in options.items() if k not in ("words_a", "sentences_a", "sentences_b", "names")}
+    return category(tokenizer, words_a=words_c, words_b=words_b, **options)
+
+
 def _stem(path) -> str:
     return Path(path).stem if path is not None else "?"
 
