@@ -74,14 +74,14 @@ BAD_NUMBERS = [
     (["extract", "--sites", "resid_post", "--out", "s", "--workers", "0"], "--workers"),
     (["extract", "--sites", "resid_post", "--out", "s", "--worker", "-1"], "--worker"),
     (["extract", "--sites", "resid_post", "--out", "s", "--max-tokens", "-5"], "--max-tokens"),
-    (["tune", "-c", "negation", "--alpha", "2"], "--alpha"),
-    (["tune", "-c", "negation", "--alpha", "0"], "--alpha"),
-    (["tune", "-c", "negation", "--alpha", "1"], "--alpha"),
-    (["tune", "-c", "negation", "--cv", "1"], "--cv"),
-    (["tune", "-c", "negation", "--permutations", "-1"], "--permutations"),
-    (["tune", "-c", "negation", "--max-per-group", "-5"], "--max-per-group"),
-    (["tune", "-c", "negation", "--batch-size", "0"], "--batch-size"),
-    (["tune", "-c", "negation", "--max-docs", "-2"], "--max-docs"),
+    (["tune", "--contrast", "negation", "--alpha", "2"], "--alpha"),
+    (["tune", "--contrast", "negation", "--alpha", "0"], "--alpha"),
+    (["tune", "--contrast", "negation", "--alpha", "1"], "--alpha"),
+    (["tune", "--contrast", "negation", "--cv", "1"], "--cv"),
+    (["tune", "--contrast", "negation", "--permutations", "-1"], "--permutations"),
+    (["tune", "--contrast", "negation", "--max-per-group", "-5"], "--max-per-group"),
+    (["tune", "--contrast", "negation", "--batch-size", "0"], "--batch-size"),
+    (["tune", "--contrast", "negation", "--max-docs", "-2"], "--max-docs"),
     (["maximize", "-n", "mlp_post.0:1", "--steps", "0"], "--steps"),
     (["maximize", "-n", "mlp_post.0:1", "--n-tokens", "0"], "--n-tokens"),
     (["maximize", "-n", "mlp_post.0:1", "--lr", "0"], "--lr"),
@@ -111,10 +111,13 @@ OUT_COMMANDS = [
     ["verify", "--model", "random:llama"],
     ["logit-lens", "--model", "random:llama"],
     ["project", "--model", "random:llama", "-n", "mlp_post.0:1"],
-    ["tune", "--model", "random:llama", "-c", "negation"],
+    ["tune", "--model", "random:llama", "--contrast", "negation"],
     ["maximize", "--model", "random:llama", "-n", "mlp_post.0:1"],
     ["top-examples", "--model", "random:llama", "-n", "mlp_post.0:1"],
     ["extract", "--model", "random:llama", "--sites", "resid_post"],
+    ["ablate", "--model", "random:llama", "--site", "mlp_post.0"],
+    ["patch", "--model", "random:llama", "--clean", "The cat", "--corrupt", "The dog"],
+    ["steer", "--model", "random:llama", "--neuron", "mlp_post.0:1"],
 ]
 
 
@@ -136,7 +139,7 @@ def test_out_under_a_file(workdir):
 
 
 def test_report_needs_results(workdir):
-    assert_one_line(run_cli(["report", "missing"]), 2, r"not a folder of results")
+    assert_one_line(run_cli(["report", "missing"]), 2, r"missing does not exist")
     (workdir / "empty").mkdir()
     assert_one_line(run_cli(["report", "empty"]), 2, r"no lamina results")
     assert nothing_written(workdir / "empty")
@@ -436,7 +439,8 @@ def test_store_other_misuse(llama, docs, tmp_path):
         store.read("mlp_post.3")
     with pytest.raises(InputError, match="not an activation store"):
         ActivationStore(tmp_path)
-    assert_one_line(run_cli(["store", "check", str(tmp_path / "none")]), 2, "not an activation store")
+    assert_one_line(run_cli(["store", "check", str(tmp_path / "none")]), 2, "none does not exist")
+    assert_one_line(run_cli(["store", "check", str(tmp_path)]), 2, "not an activation store")
     (tmp_path / "s" / "manifest.json").write_text("{")
     assert_one_line(run_cli(["store", "info", str(tmp_path / "s")]), 2, "corrupted")
 
