@@ -144,6 +144,8 @@ def non_negative_number(value):
     return value
 
 
-# The numeric callbacks bound their values as `min=`/`max=` do: the options test accepts them as bounds.
-for _check, _low, _high in ((unit_interval, 0, 1), (positive_number, 0, None), (non_negative_number, 0, None)):
-    _check.bounds = (_low, _high)
+# The numeric callbacks bound their values as `min=`/`max=` do (the options test reads them): (low, high) and
+# whether each end is open (the bound itself refused).
+unit_interval.bounds, unit_interval.open_ends = (0, 1), (True, True)
+positive_number.bounds, positive_number.open_ends = (0, None), (True, False)
+non_negative_number.bounds, non_negative_number.open_ends = (0, None), (False, False)
