@@ -578,3 +578,40 @@ def test_logit_lens_chunks_equal_one_pass(llama):
     assert len(whole.table) == 4 * sum(len(llama.tokenizer(t)["input_ids"]) for t in texts)
     pd.testing.assert_frame_equal(chunked.table, whole.table, check_exact=False, rtol=1e-4, atol=1e-5)  # float32 BLAS by block size
     assert chunked.last_layer_max_abs_diff <= 1e-4
+
+
+# ---- the causal verbs on the output rule ------------------------------------------------------------------
+CAUSAL_COMMANDS = [
+    ["ablate", "--model", "random:llama", "--site", "mlp_post.0"],
+    ["patch", "--model", "random:llama", "--clean", "The cat", "--corrupt", "The dog"],
+    ["steer", "--model", "random:llama", "--neuron", "mlp_post.0:1"],
+]
+
+
+@pytest.mark.parametrize("args", CAUSAL_COMMANDS, ids=[a[0] for a in CAUSAL_COMMANDS])
+def test_causal_out_is_checked_before_any_work(workdir, args, monkeypatch):
+    """`ablate --out FILE` used to compute everything and then raise FileExistsError."""
+    monkeypatch.setattr(lamina, "load", lambda *a, **k: pytest.fail("loaded a model before checking --out"))
+    (workdir / "taken").write_text("not a folder")
+    assert_one_line(run_cli(args + ["--out", "taken"]), 2, r"taken is a file")
+    assert (workdir / "taken").read_text() == "not a folder" and nothing_written(workdir, {"taken"})
+
+
+def test_causal_json_writes_null_for_undefined_numbers(workdir):
+    """One document: the bootstrap interval over documents is undefined, and result.json says null (strict
+    JSON), where the causal verbs' own writer used to write NaN."""
+    (workdir / "one.txt").write_text("The cat sat on the mat and looked at the door for a long time.\n")
+    result = run_cli(["ablate", "--model", "random:llama", "--site", "mlp_post.1", "--neurons", "0-3", "--corpus",
+                      "one.txt", "--max-tokens", "64", "--out", "ablate"])
+    assert result.exit_code == 0, result.output
+    text = (workdir / "ablate" / "result.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def refuse(name):
+        raise AssertionError(f"{name} in result.json")
+
+    data = json.loads(text, parse_constant=refuse)
+    assert data["n_docs"] == 1 and data["delta_loss"]["low"] is None and data["delta_loss"]["high"] is None
+    assert data["delta_loss"]["value"] == pytest.approx(data["ablated"]["loss"] - data["baseline"]["loss"], abs=1e-9)
+    assert sorted(p.name for p in (workdir / "ablate").iterdir()) == ["per_doc.csv", "result.json"]
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []   # no temporary folder left

@@ -134,9 +134,9 @@ def ablate_command(
     t.add_row("ablated", f"{j['ablated']['loss']:.4f}", f"{j['ablated']['perplexity']:.2f}")
     console.print(t)
     d, k = j["delta_loss"], j["kl"]
-    console.print(f"delta loss {d['value']:+.5f} [{d['low']:+.5f}, {d['high']:+.5f}]; KL(clean||ablated) "
-                  f"{k['value']:.3g} [{k['low']:.3g}, {k['high']:.3g}] over {j['n_tokens']} tokens, {j['n_docs']} documents "
-                  f"({j['interval']})", highlight=False)
+    console.print(Text(f"delta loss {d['value']:+.5f} [{d['low']:+.5f}, {d['high']:+.5f}]; KL(clean||ablated) "
+                       f"{k['value']:.3g} [{k['low']:.3g}, {k['high']:.3g}] over {j['n_tokens']} tokens, "
+                       f"{j['n_docs']} documents ({j['interval']})"))
 
 
 def _from_tune(folder, site, k, repeats, layers, max_pairs, loss_tokens, random_loss, method, corpus, text_field, out,
