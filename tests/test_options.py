@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+import typer
 import typer.main
 from typer.testing import CliRunner
 
@@ -302,3 +303,25 @@ def test_the_docs_table_matches_the_app():
         listed = set(re.findall(r"`([a-z][a-z -]*)`", where)) if where != "every verb" else set(VERBS)
         assert listed == having, (opt, sorted(listed ^ having))
     assert (ROOT / "README.md").read_text().count("docs/OPTIONS.md") >= 1
+
+
+def test_a_lamina_error_of_several_lines_prints_one(capsys):
+    from lamina.cli.common import user_errors
+    from lamina.errors import SiteError
+
+    @user_errors
+    def command():
+        raise SiteError("unknown site 'mlp_pots.3'\nclose matches: mlp_post.3, mlp_pre.3")
+
+    with pytest.raises(typer.Exit) as exit_:
+        command()
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.exit_code == 2
+    assert err == "error: unknown site 'mlp_pots.3'; close matches: mlp_post.3, mlp_pre.3"
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_help_of_every_verb(verb):
+    result = invoke([*verb.split(), "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output, result.output
+    assert "--kind" not in result.output      # old spellings are hidden
