@@ -89,6 +89,7 @@ class Shared:
     max: Optional[float] = None
     callback: Optional[Callable] = None
     by_verb: dict = field(default_factory=dict)
+    metavar: Optional[str] = None
 
 
 COUNT_MAX = 10**6        # a count of top items kept; after loading, also at most what it indexes
@@ -133,7 +134,8 @@ VOCABULARY: dict[str, Shared] = {s.flags[0]: s for s in (
     Shared(("--file", "-f"), "File with one input text per non-blank line.", None, callback=path_check("input_file")),
     Shared(("--truncate",), "Cut texts longer than the model's context (with a warning).", False),
     Shared(("--ray",), "Run on a Ray actor pool: auto (a running cluster, else a local one), local, or a cluster's "
-           "HOST:PORT / ray://HOST:PORT. Needs pip install 'lamina\\[ray]'; see docs/SCALING.md.", None),
+           "HOST:PORT / ray://HOST:PORT. Needs pip install 'lamina\\[ray]'; see docs/SCALING.md.", None,
+           metavar="auto|local|ADDRESS"),
     Shared(("--actors",), "With --ray: model replicas in the actor pool.", 1, min=1, max=4096),
     Shared(("--cpus-per-actor",), "With --ray: CPUs per actor.", 1.0, min=0, max=4096),
     Shared(("--gpus-per-actor",), "With --ray: GPUs per actor (fractions share one).", 0.0, min=0, max=64),
@@ -154,9 +156,8 @@ def option(name: str, default: Any = _SAME, more: str = "", **extra):
     """The vocabulary's option `name` (its flags, range and check), with this verb's `default` where it differs
     (see `Shared.by_verb`) and `more` help after the shared meaning."""
     s = VOCABULARY[name]
-    kwargs = {k: v for k, v in (("min", s.min), ("max", s.max), ("callback", s.callback)) if v is not None}
-    if name == "--ray":
-        kwargs["metavar"] = "auto|local|ADDRESS"
+    kwargs = {k: v for k, v in (("min", s.min), ("max", s.max), ("callback", s.callback), ("metavar", s.metavar))
+              if v is not None}
     return typer.Option(s.default if default is _SAME else default, *s.flags,
                         help=f"{s.meaning} {more}".strip(), **kwargs, **extra)
 
