@@ -103,7 +103,7 @@ def ablate_command(
         raise InputError("give --site (e.g. mlp_post.13) or --from-tune DIR")
     if store is not None and method != "mean":
         raise InputError("--store gives a mean; use it with --method mean")
-    lm = load(model, seed, device, dtype)
+    lm = load_model()
     docs = _docs(corpus, text_field)
     pos = parse_positions(positions)
     ref = None
