@@ -37,8 +37,8 @@ browser:
 
 run: $(VENV)/.installed
 	$(BIN)/lamina verify --out $(OUT)/verify
-	$(BIN)/lamina profile --kind resid_post --max-tokens $(PROFILE_TOKENS) --out $(OUT)/profile
-	$(BIN)/lamina profile --kind resid_post --method hidden-states --max-tokens $(PROFILE_TOKENS) --out $(OUT)/profile-hidden-states
+	$(BIN)/lamina profile --site resid_post --max-tokens $(PROFILE_TOKENS) --out $(OUT)/profile
+	$(BIN)/lamina profile --site resid_post --method hidden-states --max-tokens $(PROFILE_TOKENS) --out $(OUT)/profile-hidden-states
 	$(BIN)/lamina report $(OUT)
 
 test: $(VENV)/.installed-dev browser

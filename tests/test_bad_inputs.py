@@ -74,14 +74,14 @@ BAD_NUMBERS = [
     (["extract", "--sites", "resid_post", "--out", "s", "--workers", "0"], "--workers"),
     (["extract", "--sites", "resid_post", "--out", "s", "--worker", "-1"], "--worker"),
     (["extract", "--sites", "resid_post", "--out", "s", "--max-tokens", "-5"], "--max-tokens"),
-    (["tune", "-c", "negation", "--alpha", "2"], "--alpha"),
-    (["tune", "-c", "negation", "--alpha", "0"], "--alpha"),
-    (["tune", "-c", "negation", "--alpha", "1"], "--alpha"),
-    (["tune", "-c", "negation", "--cv", "1"], "--cv"),
-    (["tune", "-c", "negation", "--permutations", "-1"], "--permutations"),
-    (["tune", "-c", "negation", "--max-per-group", "-5"], "--max-per-group"),
-    (["tune", "-c", "negation", "--batch-size", "0"], "--batch-size"),
-    (["tune", "-c", "negation", "--max-docs", "-2"], "--max-docs"),
+    (["tune", "--contrast", "negation", "--alpha", "2"], "--alpha"),
+    (["tune", "--contrast", "negation", "--alpha", "0"], "--alpha"),
+    (["tune", "--contrast", "negation", "--alpha", "1"], "--alpha"),
+    (["tune", "--contrast", "negation", "--cv", "1"], "--cv"),
+    (["tune", "--contrast", "negation", "--permutations", "-1"], "--permutations"),
+    (["tune", "--contrast", "negation", "--max-per-group", "-5"], "--max-per-group"),
+    (["tune", "--contrast", "negation", "--batch-size", "0"], "--batch-size"),
+    (["tune", "--contrast", "negation", "--max-docs", "-2"], "--max-docs"),
     (["maximize", "-n", "mlp_post.0:1", "--steps", "0"], "--steps"),
     (["maximize", "-n", "mlp_post.0:1", "--n-tokens", "0"], "--n-tokens"),
     (["maximize", "-n", "mlp_post.0:1", "--lr", "0"], "--lr"),
@@ -111,10 +111,13 @@ OUT_COMMANDS = [
     ["verify", "--model", "random:llama"],
     ["logit-lens", "--model", "random:llama"],
     ["project", "--model", "random:llama", "-n", "mlp_post.0:1"],
-    ["tune", "--model", "random:llama", "-c", "negation"],
+    ["tune", "--model", "random:llama", "--contrast", "negation"],
     ["maximize", "--model", "random:llama", "-n", "mlp_post.0:1"],
     ["top-examples", "--model", "random:llama", "-n", "mlp_post.0:1"],
     ["extract", "--model", "random:llama", "--sites", "resid_post"],
+    ["ablate", "--model", "random:llama", "--site", "mlp_post.0"],
+    ["patch", "--model", "random:llama", "--clean", "The cat", "--corrupt", "The dog"],
+    ["steer", "--model", "random:llama", "--neuron", "mlp_post.0:1"],
 ]
 
 
@@ -136,7 +139,7 @@ def test_out_under_a_file(workdir):
 
 
 def test_report_needs_results(workdir):
-    assert_one_line(run_cli(["report", "missing"]), 2, r"not a folder of results")
+    assert_one_line(run_cli(["report", "missing"]), 2, r"missing does not exist")
     (workdir / "empty").mkdir()
     assert_one_line(run_cli(["report", "empty"]), 2, r"no lamina results")
     assert nothing_written(workdir / "empty")
@@ -458,7 +461,8 @@ def test_store_other_misuse(llama, docs, tmp_path):
         store.read("mlp_post.3")
     with pytest.raises(InputError, match="not an activation store"):
         ActivationStore(tmp_path)
-    assert_one_line(run_cli(["store", "check", str(tmp_path / "none")]), 2, "not an activation store")
+    assert_one_line(run_cli(["store", "check", str(tmp_path / "none")]), 2, "none does not exist")
+    assert_one_line(run_cli(["store", "check", str(tmp_path)]), 2, "not an activation store")
     (tmp_path / "s" / "manifest.json").write_text("{")
     assert_one_line(run_cli(["store", "info", str(tmp_path / "s")]), 2, "corrupted")
 
@@ -596,3 +600,40 @@ def test_logit_lens_chunks_equal_one_pass(llama):
     assert len(whole.table) == 4 * sum(len(llama.tokenizer(t)["input_ids"]) for t in texts)
     pd.testing.assert_frame_equal(chunked.table, whole.table, check_exact=False, rtol=1e-4, atol=1e-5)  # float32 BLAS by block size
     assert chunked.last_layer_max_abs_diff <= 1e-4
+
+
+# ---- the causal verbs on the output rule ------------------------------------------------------------------
+CAUSAL_COMMANDS = [
+    ["ablate", "--model", "random:llama", "--site", "mlp_post.0"],
+    ["patch", "--model", "random:llama", "--clean", "The cat", "--corrupt", "The dog"],
+    ["steer", "--model", "random:llama", "--neuron", "mlp_post.0:1"],
+]
+
+
+@pytest.mark.parametrize("args", CAUSAL_COMMANDS, ids=[a[0] for a in CAUSAL_COMMANDS])
+def test_causal_out_is_checked_before_any_work(workdir, args, monkeypatch):
+    """`ablate --out FILE` used to compute everything and then raise FileExistsError."""
+    monkeypatch.setattr(lamina, "load", lambda *a, **k: pytest.fail("loaded a model before checking --out"))
+    (workdir / "taken").write_text("not a folder")
+    assert_one_line(run_cli(args + ["--out", "taken"]), 2, r"taken is a file")
+    assert (workdir / "taken").read_text() == "not a folder" and nothing_written(workdir, {"taken"})
+
+
+def test_causal_json_writes_null_for_undefined_numbers(workdir):
+    """One document: the bootstrap interval over documents is undefined, and result.json says null (strict
+    JSON), where the causal verbs' own writer used to write NaN."""
+    (workdir / "one.txt").write_text("The cat sat on the mat and looked at the door for a long time.\n")
+    result = run_cli(["ablate", "--model", "random:llama", "--site", "mlp_post.1", "--neurons", "0-3", "--corpus",
+                      "one.txt", "--max-tokens", "64", "--out", "ablate"])
+    assert result.exit_code == 0, result.output
+    text = (workdir / "ablate" / "result.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def refuse(name):
+        raise AssertionError(f"{name} in result.json")
+
+    data = json.loads(text, parse_constant=refuse)
+    assert data["n_docs"] == 1 and data["delta_loss"]["low"] is None and data["delta_loss"]["high"] is None
+    assert data["delta_loss"]["value"] == pytest.approx(data["ablated"]["loss"] - data["baseline"]["loss"], abs=1e-9)
+    assert sorted(p.name for p in (workdir / "ablate").iterdir()) == ["per_doc.csv", "result.json"]
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []   # no temporary folder left

@@ -44,7 +44,7 @@ def test_extract_and_store_check(tmp_path):
 def test_bad_input_is_one_line_exit_2(tmp_path):
     cases = [
         ["profile", "--model", "random:llama", "--corpus", str(tmp_path / "missing.txt")],
-        ["profile", "--model", "random:llama", "--kind", "logits"],
+        ["profile", "--model", "random:llama", "--site", "logits"],
         ["extract", "--model", "random:llama", "--sites", "resid_pots.1", "--out", str(tmp_path / "s")],
         ["store", "check", str(tmp_path)],
         ["report", str(tmp_path / "nothing")],

@@ -13,7 +13,7 @@ runner = CliRunner()
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli") / "store"
     result = runner.invoke(app, ["extract", "--model", "random:llama", "--sites", "resid_post,mlp_post.1", "--out",
-                                 str(folder), "--max-tokens", "500", "--context", "32", "--dtype", "float32"])
+                                 str(folder), "--max-tokens", "500", "--context", "32", "--store-dtype", "float32"])
     assert result.exit_code == 0, result.output
     return folder
 
@@ -37,7 +37,7 @@ def test_analyses_and_index_from_the_store(store, tmp_path):
 def test_bad_input_is_one_line_and_exit_2(store, tmp_path):
     for args, message in [
         (["top-examples", "--store", str(store), "-n", "mlp_post.3:1"], "does not hold mlp_post.3; it holds"),
-        (["profile", "--store", str(store), "--kind", "attn_out"], "holds no attn_out site"),
+        (["profile", "--store", str(store), "--site", "attn_out"], "holds no attn_out site"),
         (["index", str(store), "--sites", "q.1"], "does not hold q.1"),
         (["index", str(tmp_path)], "is not an activation store"),
         (["browse", str(tmp_path)], "is not an activation store"),

@@ -168,7 +168,7 @@ def test_exploding_activation_stops_with_the_step(planted):
 
 
 def test_cli(planted, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli.neurons, "load", lambda model, seed: planted)
+    monkeypatch.setattr(cli.neurons, "load", lambda model, seed, *device_dtype: planted)
     runner = CliRunner()
     out = tmp_path / "neurons"
     r = runner.invoke(cli.app, ["maximize", "-n", NEURON, "--steps", "30", "--seeds", "2", "-o", str(out), "--json"])

@@ -159,7 +159,7 @@ def test_killed_driver_then_resume(cluster, gpt2, docs, reference, tmp_path):
     """The CLI's driver killed mid-run (kill -9): `--resume` on Ray finishes the store, equal to the reference."""
     folder = tmp_path / "store"
     cli = ["extract", "--model", "random:gpt2", "--sites", ",".join(GPT2["sites"]), "--context", "64",
-           "--batch-size", "4", "--dtype", "float32", "--max-tokens", str(GPT2["max_tokens"]), "--max-docs", "8",
+           "--batch-size", "4", "--store-dtype", "float32", "--max-tokens", str(GPT2["max_tokens"]), "--max-docs", "8",
            "--windows-per-shard", "2", "--out", str(folder), "--ray", cluster]
     child = subprocess.Popen([sys.executable, "-m", "lamina.cli", *cli], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": os.getcwd()})

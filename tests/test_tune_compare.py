@@ -99,4 +99,4 @@ def test_cli_prints_json_and_writes_the_figure(tmp_path):
     assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert pd.read_csv(tmp_path / "cmp" / "joined_neurons.csv").shape[0] == 200
     r = runner.invoke(app, ["tune-compare", str(a), str(tmp_path / "missing")])
-    assert r.exit_code == 2 and "not a folder" in r.output
+    assert r.exit_code == 2 and "missing does not exist" in r.output

@@ -71,7 +71,7 @@ def test_tune_writes_its_settings_and_takes_them_by_keyword(llama):
 
 
 def test_cli_tune_and_maximize_write_their_settings(tmp_path):
-    tuned = runner.invoke(app, ["tune", "-c", "category", "-m", "random:llama", "--layers", "1", "--permutations", "2",
+    tuned = runner.invoke(app, ["tune", "--contrast", "category", "-m", "random:llama", "--layers", "1", "--permutations", "2",
                                 "--reference-permutations", "0", "--no-probes", "--rank-by", "l1", "--json"])
     assert tuned.exit_code == 0, tuned.output
     written = json.loads(tuned.output)["settings"]["tune_settings"]

@@ -81,7 +81,7 @@ def test_store_refuses_what_it_cannot_answer(llama, words, word_store, tmp_path)
 
 
 def test_cli_tune_store_equals_tune(tmp_path):
-    common = ["tune", "-c", "token-length", "--max-tokens", "300", "--layers", "1-2", "--permutations", "3",
+    common = ["tune", "--contrast", "token-length", "--max-tokens", "300", "--layers", "1-2", "--permutations", "3",
               "--reference-permutations", "0"]
     texts = tmp_path / "texts.jsonl"
     wrote = runner.invoke(app, common + ["-m", "random:llama", "--texts-out", str(texts)])
@@ -90,7 +90,7 @@ def test_cli_tune_store_equals_tune(tmp_path):
     lines = [json.loads(x) for x in texts.read_text().splitlines()]
     assert lines[0]["id"] == "token-length-0" and len(lines) >= 2
     made = runner.invoke(app, ["extract", "--corpus", str(texts), "-m", "random:llama", "--sites",
-                               "mlp_post.1,mlp_post.2", "--context", "128", "--max-tokens", "0", "--dtype", "float32",
+                               "mlp_post.1,mlp_post.2", "--context", "128", "--max-tokens", "0", "--store-dtype", "float32",
                                "--out", str(tmp_path / "store")])
     assert made.exit_code == 0, made.output
     live = runner.invoke(app, common + ["-m", "random:llama", "--json", "--out", str(tmp_path / "live")])
@@ -107,10 +107,10 @@ def test_cli_tune_store_equals_tune(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-c", "negation"], "--store does not apply to negation"),
-    (["-c", "token-length", "-m", "random:gpt2"], "holds activations of random:llama, not of --model random:gpt2"),
-    (["-c", "token-length", "--seed", "3"], "with seed 0, not --seed 3"),
-    (["-c", "token-length", "--controls"], "--controls runs a random-weights model"),
+    (["--contrast", "negation"], "--store does not apply to negation"),
+    (["--contrast", "token-length", "-m", "random:gpt2"], "holds activations of random:llama, not of --model random:gpt2"),
+    (["--contrast", "token-length", "--seed", "3"], "with seed 0, not --seed 3"),
+    (["--contrast", "token-length", "--controls"], "--controls runs a random-weights model"),
 ])
 def test_cli_tune_store_bad_inputs(word_store, args, message):
     result = runner.invoke(app, ["tune", *args, "--store", str(word_store.folder)])

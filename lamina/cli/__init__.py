@@ -11,6 +11,7 @@ from lamina.cli import neurons  # noqa: F401
 from lamina.cli import tune  # noqa: F401
 from lamina.cli import browse  # noqa: F401
 from lamina.cli import causal  # noqa: F401
+from lamina.cli import patch  # noqa: F401
 from lamina.cli import tune_compare  # noqa: F401
 
 __all__ = ["app", "main"]

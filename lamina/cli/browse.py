@@ -6,17 +6,19 @@ from typing import List, Optional
 
 import typer
 
-from lamina.cli.common import JsonOpt, app, console, dump, user_errors
+from lamina.cli.checks import path_check
+from lamina.cli.common import JsonOpt, app, check_count, console, dump, option, user_errors
 
 
 @app.command("index")
 @user_errors
 def index_command(
-    store: Path = typer.Argument(..., help="Activation store folder (lamina extract)."),
-    k: int = typer.Option(20, "-k", help="Top examples kept per neuron."),
+    store: Path = typer.Argument(..., help="Activation store folder (lamina extract).",
+                                 callback=path_check("input_folder")),
+    k: int = option("-k", 20, more="Here: top examples per neuron."),
     per_doc: bool = typer.Option(False, "--per-doc", help="At most one top example per document."),
     sites: Optional[str] = typer.Option(None, "--sites", help="Comma-separated stored sites (default: all)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Index folder (default: STORE/index)."),
+    out: Optional[Path] = option("--out", more="Here: the index folder (default: STORE/index)."),
     as_json: bool = JsonOpt,
 ):
     """One streaming pass over a store: per neuron max, mean, std, fraction > 0, histogram, top-k examples
@@ -26,6 +28,7 @@ def index_command(
     from lamina.store.columns import check_sites
 
     stored = ActivationStore(store)
+    check_count("-k", k, stored.n_rows, "the store's tokens")
     chosen = [s.strip() for s in sites.split(",") if s.strip()] if sites else None
     if chosen:
         check_sites(stored, chosen)
@@ -41,10 +44,11 @@ def index_command(
 @app.command("browse")
 @user_errors
 def browse_command(
-    store: Path = typer.Argument(..., help="Activation store folder with an index (lamina index)."),
-    tune: Optional[List[Path]] = typer.Option(None, "--tune", help="A `lamina tune` output folder (repeatable)."),
+    store: Path = typer.Argument(..., help="Activation store folder with an index (lamina index).",
+                                 callback=path_check("input_folder")),
+    tune: Optional[List[Path]] = typer.Option(None, "--tune", callback=path_check("input_folder"), help="A `lamina tune` output folder (repeatable)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
-    port: int = typer.Option(8765, "--port", help="Port to serve on."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to serve on."),
 ):
     """A local web app over a store's index: overview, neuron tables, neuron pages, token search, JSON API."""
     from lamina.browse.app import serve

@@ -1,7 +1,8 @@
-"""`lamina ablate`, `lamina patch` and `lamina steer`: causal checks (docs/CAUSAL.md).
+"""`lamina ablate` and `lamina steer`: causal checks (docs/CAUSAL.md); `lamina patch` is in `cli/patch.py`.
 
-Every input is checked before the first forward pass and every file is written at the end, so a bad
-option leaves nothing half-written.
+Every input is checked before the first forward pass (the output folder too, `check_output`), and every
+file is written at the end through `atomic_output`, so a bad option leaves nothing half-written and an
+interrupted run leaves the old results whole. JSON goes through `report/jsonio.py` (NaN as null).
 """
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from lamina.cli.common import (BatchOpt, ContextOpt, CorpusOpt, JsonOpt, ModelOpt, SeedOpt, SkipFirstOpt, TextFieldOpt,
-                               app, console, dump, load, user_errors)
+from lamina.cli.checks import path_check
+from lamina.cli.common import (SAMPLED_TOKENS, BatchOpt, ContextOpt, CorpusOpt, DeviceOpt, DtypeOpt, JsonOpt,
+                               ModelOpt, SeedOpt, SkipFirstOpt, TextFieldOpt, app, console, dump, load,
+                               option, user_errors)
 from lamina.errors import InputError
+from lamina.report.jsonio import write_json
+from lamina.report.output import atomic_output, check_output
 
-OutOpt = typer.Option(None, "--out", "-o", help="Write CSV tables, result.json and a PNG figure here.")
+OutOpt = option("--out", more="Here: CSV tables, result.json and a PNG figure.")
+SampledTokensOpt = option("--max-tokens", SAMPLED_TOKENS, more="Here: corpus tokens scored, spread over documents.")
+
+
+MULTIPLIERS_HELP = ("Multipliers m, e.g. 0,1,2,4 or -2,2: each adds m x the site's mean activation norm over the "
+                    "prompts x the unit direction (docs/OPTIONS.md). Was --alpha.")
 
 
 def parse_indices(spec: Optional[str], what: str) -> Optional[tuple[int, ...]]:
@@ -48,38 +58,45 @@ def _docs(corpus: str, text_field: str):
 @app.command("ablate")
 @user_errors
 def ablate_command(
-    site: Optional[str] = typer.Option(None, "--site", "-s", help="One site with its layer, e.g. mlp_post.13 or q.4."),
+    site: Optional[str] = option("--site", more="Here: one site with its layer, e.g. mlp_post.13 or q.4."),
     neurons: Optional[str] = typer.Option(None, "--neurons", "-n", help="Neurons: 5, 1,5,9 or 0-7 (default all)."),
     heads: Optional[str] = typer.Option(None, "--heads", help="q/k/v sites: whole heads, e.g. 0,3."),
     positions: str = typer.Option("all", "--positions", "-p", help="all, first, or token positions I,J."),
     method: str = typer.Option("zero", "--method", help="zero, mean (over the reference corpus) or resample."),
-    store: Optional[Path] = typer.Option(None, "--store", help="mean: take the reference mean from this activation store."),
-    reference_tokens: int = typer.Option(20000, "--reference-tokens", help="mean/resample: reference tokens read."),
-    from_tune: Optional[Path] = typer.Option(None, "--from-tune", help="A `lamina tune --out` folder: test its neurons causally."),
-    top: int = typer.Option(10, "--top", help="--from-tune: neurons ablated per layer."),
-    random_draws: int = typer.Option(20, "--random", help="--from-tune: random variance-matched draws per layer."),
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="--from-tune: layers to test (default: the run's)."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="--from-tune: use the first N negation pairs."),
-    loss_tokens: int = typer.Option(2048, "--loss-tokens", help="--from-tune: corpus tokens for the general loss (0: skip)."),
+    store: Optional[Path] = option("--store", more="mean: take the reference mean from it."),
+    reference_tokens: int = typer.Option(20000, "--reference-tokens", min=0, help="mean/resample: reference tokens read (0: no limit)."),
+    from_tune: Optional[Path] = option("--from-tune", more="Test its neurons causally."),
+    top: int = option("--top", 10, more="Here: neurons ablated per layer."),
+    random_draws: int = typer.Option(20, "--random", min=1, max=10**4, help="--from-tune: random variance-matched draws per layer."),
+    layers: Optional[str] = option("--layers", more="Here: with --from-tune, the layers tested (default: the run's)."),
+    max_pairs: int = option("--max-pairs", more="Here: with --from-tune, of the negation pairs."),
+    loss_tokens: int = typer.Option(2048, "--loss-tokens", min=0, help="--from-tune: corpus tokens for the general loss (0: skip)."),
     random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
     tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts), pair-kl (negation) or probe (a label probe on the last residual)."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune: prompts, one a line, scored by log p(--target) after each."),
-    target: Optional[str] = typer.Option(None, "--target", help="--from-tune with --prompts: single-token targets, comma-separated, e.g. ' seven, eight'."),
+    prompts_file: Optional[Path] = option("--prompts", more="Here: with --from-tune, the metric target."),
+    target: Optional[str] = option("--target", more="Here: with --from-tune --prompts, e.g. ' seven, eight'."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
-    max_tokens: int = typer.Option(8192, "--max-tokens", help="Corpus tokens scored (spread over documents)."),
+    max_tokens: int = SampledTokensOpt,
     context: int = ContextOpt,
     batch_size: int = BatchOpt,
     skip_first: bool = SkipFirstOpt,
     out: Optional[Path] = OutOpt,
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
     """Ablate neurons or heads at one site and measure loss, perplexity and KL (or test a tune run causally)."""
     from lamina.analyses.causal.interventions import METHODS, Ablate, reference_from_store, reference_stats
     from lamina.analyses.causal.metrics import edit_metrics
 
+    def load_model():
+        return load(model, seed, device, dtype)
+
+    if out is not None:
+        check_output(out)
     if method not in METHODS:
         raise InputError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
     if from_tune is not None:
@@ -87,32 +104,31 @@ def ablate_command(
 
         choice = TuneMetricChoice(tune_metric, prompts_file, target, max_pairs)
         return from_tune_check(from_tune, site, top, random_draws, layers, choice, loss_tokens, random_loss, method,
-                               corpus, text_field, out, model, seed, as_json)
+                               corpus, text_field, out, load_model, seed, as_json)
     if site is None:
         raise InputError("give --site (e.g. mlp_post.13) or --from-tune DIR")
     if store is not None and method != "mean":
         raise InputError("--store gives a mean; use it with --method mean")
-    lm = load(model, seed)
+    lm = load_model()
     docs = _docs(corpus, text_field)
     pos = parse_positions(positions)
     ref = None
     if method != "zero":
         ref = (reference_from_store(store, lm.sites([site])[0].name) if store is not None else
-               reference_stats(lm, site, docs, context, reference_tokens, batch_size, skip_first, progress=not as_json))
+               reference_stats(lm, site, docs, context, reference_tokens or None, batch_size, skip_first,
+                               progress=not as_json))
     edit = Ablate(site, neurons=parse_indices(neurons, "neurons"), heads=parse_indices(heads, "heads"), positions=pos,
                   method=method, reference=ref, seed=seed)
     settings = {"model": lm.spec, "site": site, "neurons": list(edit.neurons) if edit.neurons else "all",
                 "heads": list(edit.heads) if edit.heads else None, "positions": positions, "method": method,
                 "corpus": corpus, "context": context, "skip_first": skip_first,
                 "reference": str(store) if store else (f"{ref.n_tokens} tokens of {corpus}" if ref else None)}
-    result = edit_metrics(lm, [edit], docs, context, max_tokens, batch_size, skip_first, seed, progress=not as_json,
-                          settings=settings)
+    result = edit_metrics(lm, [edit], docs, context, max_tokens or None, batch_size, skip_first, seed,
+                          progress=not as_json, settings=settings)
     if out is not None:
-        from lamina.report.causal_report import write_json
-
-        out.mkdir(parents=True, exist_ok=True)
-        result.per_doc.to_csv(out / "per_doc.csv", index=False)
-        write_json(result.to_json(), out / "result.json")
+        with atomic_output(out) as tmp:
+            result.per_doc.to_csv(tmp / "per_doc.csv", index=False)
+            write_json(tmp / "result.json", result.to_json())
     if as_json:
         print(dump(result.to_json()))
         return
@@ -124,154 +140,55 @@ def ablate_command(
     t.add_row("ablated", f"{j['ablated']['loss']:.4f}", f"{j['ablated']['perplexity']:.2f}")
     console.print(t)
     d, k = j["delta_loss"], j["kl"]
-    console.print(f"delta loss {d['value']:+.5f} [{d['low']:+.5f}, {d['high']:+.5f}]; KL(clean||ablated) "
-                  f"{k['value']:.3g} [{k['low']:.3g}, {k['high']:.3g}] over {j['n_tokens']} tokens, {j['n_docs']} documents "
-                  f"({j['interval']})", highlight=False)
+    console.print(Text(f"delta loss {d['value']:+.5f} [{d['low']:+.5f}, {d['high']:+.5f}]; KL(clean||ablated) "
+                       f"{k['value']:.3g} [{k['low']:.3g}, {k['high']:.3g}] over {j['n_tokens']} tokens, "
+                       f"{j['n_docs']} documents ({j['interval']})"))
 
 
-def read_patch_pairs(spec: str) -> list[tuple]:
-    """'negation' (the built-in pairs: affirmed = clean, negated = corrupt) or a TSV with a header:
-    clean, corrupt[, target_a, target_b]."""
-    from lamina.analyses.tuning.contrasts import read_pairs
-
-    if spec == "negation":
-        return read_pairs()
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(f"--pairs {spec}: no such file (give a TSV, or 'negation' for the built-in pairs)")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], 2):
-        if not line.strip():
-            continue
-        cols = [c.strip() for c in line.split("\t")]
-        if len(cols) not in (2, 4) or not all(cols):
-            raise InputError(f"{path}:{n}: expected clean<TAB>corrupt[<TAB>target_a<TAB>target_b]")
-        rows.append(tuple(cols))
-    return rows
-
-
-def _token_id(lm, text: str, what: str) -> int:
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise InputError(f"{what} {text!r} is {len(ids)} tokens; give one token (mind the leading space: ' Paris')")
-    return ids[0]
-
-
-@app.command("patch")
-@user_errors
-def patch_command(
-    clean: Optional[str] = typer.Option(None, "--clean", help="The clean text (its run is patched)."),
-    corrupt: Optional[str] = typer.Option(None, "--corrupt", help="The corrupted text (the values patched in)."),
-    pairs: Optional[str] = typer.Option(None, "--pairs", help="'negation' or a TSV clean, corrupt[, target_a, target_b]."),
-    kind: str = typer.Option("resid_pre", "--kind", "-k", help="Site kind patched at every layer: resid_pre, attn_out, mlp_out, ..."),
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Layers: all, 0-29, or 3,5,7."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="logit-diff (with targets; the default then) or kl."),
-    target_a: Optional[str] = typer.Option(None, "--target-a", help="logit-diff: the token the clean run favours."),
-    target_b: Optional[str] = typer.Option(None, "--target-b", help="logit-diff: the token the corrupt run favours."),
-    align: str = typer.Option("exact", "--align", help="exact (equal token lengths) or edit (align common prefix and suffix)."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Use the first N pairs."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Patches per forward pass."),
-    out: Optional[Path] = OutOpt,
-    model: str = ModelOpt,
-    seed: int = SeedOpt,
-    as_json: bool = JsonOpt,
-):
-    """Activation patching, layer x position: how much of the corrupt output each patch carries."""
-    from lamina.analyses.causal.patching import METRICS, patch_pair, patch_pairs
-    from lamina.analyses.tuning.run import parse_layers
-
-    if (pairs is None) == (clean is None or corrupt is None):
-        raise InputError("give --clean and --corrupt, or --pairs (not both)")
-    if align not in ("exact", "edit"):
-        raise InputError(f"--align must be exact or edit, not '{align}'")
-    if metric is not None and metric not in METRICS:
-        raise InputError(f"unknown --metric '{metric}'; choose one of {', '.join(METRICS)}")
-    rows = read_patch_pairs(pairs) if pairs else [(clean, corrupt)]
-    rows = rows[:max_pairs] if max_pairs else rows
-    lm = load(model, seed)
-    lm.sites([kind])  # an unknown kind fails here, before any forward pass
-    chosen = parse_layers(layers, lm.n_layers)
-    targets = None
-    if target_a or target_b:
-        if not (target_a and target_b):
-            raise InputError("give both --target-a and --target-b")
-        targets = (_token_id(lm, target_a, "--target-a"), _token_id(lm, target_b, "--target-b"))
-    rows = [(c, r, _token_id(lm, t[0], "target_a"), _token_id(lm, t[1], "target_b")) if t else (c, r)
-            for c, r, *t in [(row[0], row[1], *([row[2:]] if len(row) == 4 else [])) for row in rows]]
-    metric = metric or ("logit-diff" if targets or len(rows[0]) == 4 else "kl")
-    for k, row in enumerate(rows):  # lengths checked for every pair before the first patch
-        from lamina.analyses.causal.patching import align_positions
-
-        align_positions(lm.tokenize(row[0])["input_ids"][0].tolist(), lm.tokenize(row[1])["input_ids"][0].tolist(),
-                        align, f"pair {k + 1} ({row[0][:40]!r})")
-    if pairs:
-        result = patch_pairs(lm, rows, kind, chosen, metric, targets, align, batch_size, progress=not as_json)
-    else:
-        result = patch_pair(lm, clean, corrupt, kind, chosen, metric, targets, align, batch_size, progress=not as_json)
-    if out is not None:
-        import pandas as pd
-
-        from lamina.report.causal_report import patch_heatmap, write_json
-
-        out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(result.effect, index=result.layers, columns=result.positions).to_csv(out / "patch_effect.csv",
-                                                                                         index_label="layer")
-        write_json(result.to_json(), out / "result.json")
-        patch_heatmap(result, out / "patch_heatmap.png")
-    if as_json:
-        print(dump(result.to_json()))
-        return
-    console.print(f"{lm.spec}: patched {kind} at {len(result.layers)} layers x {len(result.positions)} positions, "
-                  f"{result.settings['n_pairs']} pair(s); metric {metric}: clean {result.clean:.4g}, corrupt "
-                  f"{result.corrupt:.4g}", highlight=False)
-    import numpy as np
-
-    if np.isfinite(result.effect).any():
-        i, p = np.unravel_index(np.nanargmax(result.effect), result.effect.shape)
-        console.print(f"largest normalised effect {result.effect[i, p]:.3f} at layer {result.layers[i]}, "
-                      f"position {result.positions[p]}", highlight=False)
-    if result.settings.get("aligned"):
-        console.print(Text(f"note: {result.settings['aligned']} pair(s) of different lengths aligned on their common "
-                           "prefix and suffix; the edited tokens were not patched", style="dim"))
-    if out is not None:
-        console.print(f"wrote patch_heatmap.png, patch_effect.csv, result.json to {out}")
 
 
 @app.command("steer")
 @user_errors
 def steer_command(
-    site: Optional[str] = typer.Option(None, "--site", "-s", help="With --vector: the site it is added at, e.g. resid_post.6."),
-    vector: Optional[Path] = typer.Option(None, "--vector", help="A .npy direction."),
-    from_tune: Optional[Path] = typer.Option(None, "--from-tune", help="A tune run: its difference of means at --layer."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="--from-tune: the layer whose direction is used."),
+    site: Optional[str] = option("--site", more="Here: with --vector, the site it is added at, e.g. resid_post.6."),
+    vector: Optional[Path] = typer.Option(None, "--vector", callback=path_check("input_file"), help="A .npy direction."),
+    from_tune: Optional[Path] = option("--from-tune", more="Steer along its difference of means at --layer."),
+    layer: Optional[int] = typer.Option(None, "--layer", min=0, max=4095, help="--from-tune: the layer whose direction is used."),
     neuron: Optional[str] = typer.Option(None, "--neuron", help="A neuron's output vector, e.g. mlp_post.12:345."),
-    alphas: str = typer.Option("0,1,2,4", "--alpha", help="Multiples of a typical activation norm, e.g. 0,1,2,4 or -2,2."),
-    target: str = typer.Option(" not", "--target", help="Single-token target whose log-prob after each prompt is scored."),
+    multipliers: str = typer.Option("0,1,2,4", "--multipliers", help=MULTIPLIERS_HELP),
+    target: str = option("--target", " not", more="Here: one token for the sweep; several with --from-tune --top."),
     prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Prompts (default: the negation pairs' shared beginnings)."),
-    generate_tokens: int = typer.Option(0, "--generate", help="Also print a greedy continuation of the first prompt per alpha."),
-    top: Optional[int] = typer.Option(None, "--top", min=1, help="--from-tune: steer along the top K tuned neurons vs K random ones (at the largest |alpha|)."),
-    random_draws: int = typer.Option(20, "--random", min=1, help="--from-tune --top: random variance-matched draws."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="--from-tune --top: prompts, one a line, scored by log p(--target)."),
+    generate_tokens: int = typer.Option(0, "--generate", min=0, max=4096,
+                                        help="Also print a greedy continuation of the first prompt per multiplier."),
+    top: Optional[int] = option("--top", more="Here: steered at the largest |multiplier|."),
+    random_draws: int = typer.Option(20, "--random", min=1, max=10**4, help="--from-tune --top: random variance-matched draws."),
+    prompts_file: Optional[Path] = option("--prompts", more="Here: with --from-tune --top (else --prompt)."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
-    max_tokens: int = typer.Option(2048, "--max-tokens", help="Corpus tokens for the perplexity cost."),
+    max_tokens: int = option("--max-tokens", SAMPLED_TOKENS, more="Here: corpus tokens for the perplexity cost."),
     out: Optional[Path] = OutOpt,
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
-    """Add alpha * direction at a site: target effect against perplexity cost, over an alpha sweep."""
+    """Add m x (a typical norm) x the unit direction at a site: target effect against perplexity cost, per multiplier m."""
     import numpy as np
 
     from lamina.analyses.causal import steering
 
+    if out is not None:
+        check_output(out)
     sources = [x is not None for x in (vector, from_tune, neuron)]
     if sum(sources) != 1:
         raise InputError("give exactly one direction: --vector FILE.npy (with --site), --from-tune DIR --layer L, or --neuron")
     try:
-        sweep = [float(a) for a in alphas.split(",")]
+        sweep = [float(a) for a in multipliers.split(",")]
     except ValueError:
-        raise InputError(f"--alpha '{alphas}': write numbers separated by commas, e.g. 0,1,2,4") from None
+        raise InputError(f"--multipliers '{multipliers}': write numbers separated by commas, e.g. 0,1,2,4") from None
+    if not all(np.isfinite(sweep)):
+        raise InputError(f"--multipliers '{multipliers}': every multiplier must be a finite number")
     if top is not None:
         if from_tune is None or layer is None:
             raise InputError("--top tests a tune run's neurons: give --from-tune DIR --layer L")
@@ -280,13 +197,14 @@ def steer_command(
 
         strongest = max(sweep, key=abs)
         if strongest == 0:
-            raise InputError("--alpha: give a nonzero multiple for --top, e.g. --alpha 4")
+            raise InputError("--multipliers: give a nonzero multiplier for --top, e.g. --multipliers 4")
         named = prompts_file is not None or bool(prompts)
         choice = TuneMetricChoice("target" if named else None, prompts_file, target if named else None,
                                   prompt_list=tuple(prompts or ()))
         return from_tune_check(from_tune, None, top, random_draws, str(layer), choice, max_tokens, False, "steer",
-                               corpus, text_field, out, model, seed, as_json, edits_for=steer_edits(strongest))
-    lm = load(model, seed)
+                               corpus, text_field, out, lambda: load(model, seed, device, dtype), seed, as_json,
+                               edits_for=steer_edits(strongest))
+    lm = load(model, seed, device, dtype)
     if vector is not None:
         if site is None:
             raise InputError("--vector needs --site (where the vector is added)")
@@ -303,7 +221,7 @@ def steer_command(
         where, direction = steering.neuron_direction(lm, neuron)
     texts = list(prompts) if prompts else steering.negation_prompts(lm.tokenizer)
     table, info = steering.steer_sweep(lm, where, direction, sweep, target, texts, _docs(corpus, text_field),
-                                       max_tokens, seed, progress=not as_json)
+                                       max_tokens or None, seed, progress=not as_json)
     continuations = {}
     if generate_tokens:
         from lamina.analyses.causal.interventions import Steer
@@ -313,22 +231,22 @@ def steer_command(
     result = {**info, "sweep": table.to_dict(orient="records"),
               "continuations": {str(a): c for a, c in continuations.items()}, "prompt": texts[0]}
     if out is not None:
-        from lamina.report.causal_report import steer_plot, write_json
+        from lamina.report.causal_report import steer_plot
 
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "steer_sweep.csv", index=False)
-        write_json(result, out / "result.json")
-        steer_plot(table, info, out / "steer_sweep.png")
+        with atomic_output(out) as tmp:
+            table.to_csv(tmp / "steer_sweep.csv", index=False)
+            write_json(tmp / "result.json", result)
+            steer_plot(table, info, tmp / "steer_sweep.png")
     if as_json:
         print(dump(result))
         return
-    t = Table(title=Text(f"{lm.spec}: steering at {where} (alpha x {info['scale']:.3g}), target {target!r}, "
+    t = Table(title=Text(f"{lm.spec}: steering at {where} (multiplier x {info['scale']:.3g}), target {target!r}, "
                          f"{info['n_prompts']} prompts"))
-    for c in ("alpha", "log p(target)", "change [95%]", "loss", "perplexity", "KL"):
+    for c in ("multiplier", "log p(target)", "change [95%]", "loss", "perplexity", "KL"):
         t.add_column(c, justify="right")
     for r in table.itertuples():
         t.add_row(f"{r.alpha:g}", f"{r.target_logprob:.3f}", f"{r.delta_target:+.3f} [{r.delta_target_low:+.3f}, "
                   f"{r.delta_target_high:+.3f}]", f"{r.loss:.4f}", f"{r.perplexity:.2f}", f"{r.kl:.3g}")
     console.print(t)
     for a, c in continuations.items():
-        console.print(Text(f"alpha {a:g}: {texts[0]}|{c}"))
+        console.print(Text(f"multiplier {a:g}: {texts[0]}|{c}"))

@@ -1,24 +1,39 @@
-"""What every command shares: the typer `app` and its `store` sub-app, the consoles, common options,
+"""What every command shares: the typer `app` and its `store` sub-app, the consoles, the option vocabulary,
 `user_errors` (a LaminaError becomes one line on stderr and exit status 2), `load` and `dump`.
 
-Numeric options carry their valid range (`min=`, or the `unit_interval` callback), so a value out of range
-is refused while the command line is parsed, before any model loads; `OneLineErrors` prints such parse
-errors (and every other usage error) as one line, as `user_errors` does for LaminaError. The ranges are
-the library's (`lamina/validate.py`): a size is at least 1; for a limit 0 means no limit.
+The option vocabulary (`VOCABULARY`, built into options by `option`): every option that several verbs have
+is defined here once, with one meaning, one default (the exceptions named in `Shared.by_verb`) and one
+range; docs/OPTIONS.md is its table and tests/test_options.py holds every verb to both. Numeric options
+carry their range (`min=` / `max=`, or a callback of `cli/checks.py`) and path options a path check
+(`checks.path_check`), so a bad value is refused while the command line is parsed, before any model
+loads. `OneLineErrors` prints such parse errors (and every other usage error, and a LaminaError) as one
+line, as `user_errors` does. The ranges are the library's (`lamina/validate.py`): a size is at least 1;
+for a limit 0 means no limit. Old spellings (`RENAMED`) still work for one release, with a line saying
+the new one.
 """
 from __future__ import annotations
 
 import functools
-import math
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from lamina.cli.checks import corpus_check, device_check, dtype_check, path_check
 from lamina.errors import LaminaError
 from lamina.models.registry import DEFAULT_MODEL
 from lamina.report.jsonio import json_text
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (a message of several lines joined with '; ')."""
+    from rich.markup import escape  # a message may hold brackets: pip install 'lamina[linguistics]'
+
+    return escape("; ".join(line.strip() for line in str(err).splitlines() if line.strip()))
 
 
 class OneLineErrors(TyperGroup):
@@ -28,7 +43,11 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
+            args = rename_old_spellings(sys.argv[1:] if args is None else args)
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except LaminaError as err:  # raised outside a command's body (a callback, a sub-app)
+            err_console.print(f"[bold red]error:[/] {one_line(err)}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         except Exception as err:  # typer's own (vendored) click exceptions, recognised by their interface
             name = type(err).__name__
             if name == "NoArgsIsHelpError":
@@ -41,30 +60,10 @@ class OneLineErrors(TyperGroup):
                 raise
             ctx = getattr(err, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            err_console.print(f"[bold red]error:[/] {err.format_message()}{hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {one_line(err.format_message())}{hint}", highlight=False,
+                              soft_wrap=True)
             sys.exit(getattr(err, "exit_code", 2))
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def unit_interval(value):
-    """Typer callback: a number strictly between 0 and 1 (alpha)."""
-    if value is not None and not 0 < value < 1:
-        raise typer.BadParameter(f"must be strictly between 0 and 1, not {value}")
-    return value
-
-
-def positive_number(value):
-    """Typer callback: a finite number > 0 (a learning rate)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"must be a finite number > 0, not {value}")
-    return value
-
-
-def non_negative_number(value):
-    """Typer callback: a finite number >= 0 (a penalty weight)."""
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise typer.BadParameter(f"must be a finite number >= 0, not {value}")
-    return value
 
 
 app = typer.Typer(
@@ -77,28 +76,136 @@ app = typer.Typer(
 console = Console(emoji=False)  # never turn ":llama:" in a model name into an emoji
 err_console = Console(stderr=True, emoji=False)
 
-ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help=f"Model spec: {DEFAULT_MODEL}, random:<type>, hub id or folder.")
-SeedOpt = typer.Option(0, "--seed", min=0, help="Seed for random:<type> models.")
-JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON object.")
-TextOpt = typer.Option(None, "--text", "-t", help="Input text (repeatable).")
-FileOpt = typer.Option(None, "--file", "-f", help="File with one input text per non-blank line.")
-TruncOpt = typer.Option(False, "--truncate", help="Cut texts longer than the model's context (with a warning).")
 
-CorpusOpt = typer.Option("builtin", "--corpus", "-c", help="builtin, a .txt/.jsonl file, a folder, or hf:NAME[:SPLIT].")
-TextFieldOpt = typer.Option("text", "--text-field", help="JSONL field holding the text.")
-ContextOpt = typer.Option(128, "--context", min=2, help="Tokens per window.")
-StrideOpt = typer.Option(None, "--stride", min=1, help="Tokens between window starts, at most --context (default: --context, no overlap).")
-BatchOpt = typer.Option(8, "--batch-size", min=1, help="Windows per forward pass.")
-SkipFirstOpt = typer.Option(False, "--skip-first", help="Leave each window's first token out of statistics.")
-PackOpt = typer.Option(False, "--pack", help="Join documents into full windows (no padding; windows cross documents).")
-MaxTokOpt = typer.Option(None, "--max-tokens", min=0, help="Stop after this many tokens (0: no limit).")
-MaxDocsOpt = typer.Option(None, "--max-docs", min=0, help="Use only the first N documents (0: no limit).")
-RayOpt = typer.Option(None, "--ray", metavar="auto|local|ADDRESS",
-    help="Run on a Ray actor pool: auto (a running cluster, else a local one), local, or a cluster's HOST:PORT "
-         "/ ray://HOST:PORT. Needs pip install 'lamina\\[ray]'; see docs/SCALING.md.")
-ActorsOpt = typer.Option(1, "--actors", min=1, help="With --ray: model replicas in the actor pool.")
-CpusPerActorOpt = typer.Option(1.0, "--cpus-per-actor", min=0, help="With --ray: CPUs per actor.")
-GpusPerActorOpt = typer.Option(0.0, "--gpus-per-actor", min=0, help="With --ray: GPUs per actor (fractions share one).")
+@dataclass(frozen=True)
+class Shared:
+    """One option of the vocabulary: its flags, its meaning (the first words of every verb's help), its default,
+    its range; `by_verb`: the verbs whose default differs (each listed, with why, in docs/OPTIONS.md)."""
+
+    flags: tuple[str, ...]
+    meaning: str
+    default: Any = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    callback: Optional[Callable] = None
+    by_verb: dict = field(default_factory=dict)
+    metavar: Optional[str] = None
+
+
+COUNT_MAX = 10**6        # a count of top items kept; after loading, also at most what it indexes
+SIZE_MAX = 2**16         # inputs per forward pass
+CONTEXT_MAX = 2**20      # tokens per window; after loading, also at most the model's context
+SAMPLED_TOKENS = 8192    # the one --max-tokens default of the verbs that score a sample of the corpus
+
+VOCABULARY: dict[str, Shared] = {s.flags[0]: s for s in (
+    Shared(("--model", "-m"), "Model spec: smollm2-135m, random:<type>, a hub id or a folder.", DEFAULT_MODEL,
+           by_verb={"tune": None}),
+    Shared(("--seed",), "Seed for random:<type> models and the command's random draws.", 0, min=0, max=2**32 - 1,
+           by_verb={"tune": None}),
+    Shared(("--device",), "Device the model runs on: cpu, cuda, cuda:N or mps.", "cpu", callback=device_check),
+    Shared(("--dtype",), "Model dtype: float32, float16 or bfloat16 (default: as loaded).", None,
+           callback=dtype_check),
+    Shared(("--out", "-o"), "Output folder, checked before any work, written whole at the end.", None,
+           callback=path_check("output_folder"),
+           by_verb={"profile": Path("lamina-out/profile"), "maximize": Path("lamina-out/neurons"),
+                    "top-examples": Path("lamina-out/neurons"), "extract": ...}),
+    Shared(("--json",), "Print the result as one JSON object.", False),
+    Shared(("--corpus", "-c"), "Corpus: builtin, a .txt/.jsonl file, a folder, or hf:NAME[:SPLIT].", "builtin",
+           callback=corpus_check),
+    Shared(("--text-field",), "JSONL field holding the text.", "text"),
+    Shared(("--max-tokens",), "Corpus tokens read at most (0: no limit).", 0, min=0,
+           by_verb={"tune": SAMPLED_TOKENS, "ablate": SAMPLED_TOKENS, "steer": SAMPLED_TOKENS}),
+    Shared(("--max-docs",), "Use only the first N documents (0: no limit).", 0, min=0),
+    Shared(("--max-pairs",), "Use the first N pairs (0: all).", 0, min=0),
+    Shared(("--context",), "Tokens per window.", 128, min=2, max=CONTEXT_MAX),
+    Shared(("--stride",), "Tokens between window starts, at most --context (default: --context, no overlap).",
+           None, min=1, max=CONTEXT_MAX),
+    Shared(("--batch-size",), "Inputs per forward pass.", 8, min=1, max=SIZE_MAX, by_verb={"patch": 32}),
+    Shared(("--skip-first",), "Leave each window's first token out of statistics.", False),
+    Shared(("--pack",), "Join documents into full windows (no padding; windows cross documents).", False),
+    Shared(("-k",), "How many top items to keep (a count).", 20, min=1, max=COUNT_MAX,
+           by_verb={"logit-lens": 5, "top-examples": 10}),
+    Shared(("--site", "-s"), "Site: a kind (every layer) or KIND.LAYER (docs/SITES.md).", None,
+           by_verb={"profile": "resid_post", "patch": "resid_pre", "tune": "mlp_post"}),
+    Shared(("--layers", "-l"), "Layers: all, a range 0-7, or a list 3,5,7.", None, by_verb={"tune": "all"}),
+    Shared(("--store",), "An activation store folder (lamina extract).", None, callback=path_check("input_folder")),
+    Shared(("--from-tune",), "A `lamina tune --out` folder.", None, callback=path_check("input_folder")),
+    Shared(("--top",), "--from-tune: the top K tuned neurons per layer, tested against random draws of K.", None,
+           min=1, max=COUNT_MAX, by_verb={"ablate": 10}),
+    Shared(("--prompts",), "File of prompts, one a line, scored by log p(--target) after each.", None,
+           callback=path_check("input_file")),
+    Shared(("--target",), "Target tokens, comma-separated single tokens, scored by log-prob after each prompt.",
+           None, by_verb={"steer": " not"}),
+    Shared(("--text", "-t"), "Input text (repeatable).", None),
+    Shared(("--file", "-f"), "File with one input text per non-blank line.", None, callback=path_check("input_file")),
+    Shared(("--truncate",), "Cut texts longer than the model's context (with a warning).", False),
+    Shared(("--ray",), "Run on a Ray actor pool: auto (a running cluster, else a local one), local, or a cluster's "
+           "HOST:PORT / ray://HOST:PORT. Needs pip install 'lamina\\[ray]'; see docs/SCALING.md.", None,
+           metavar="auto|local|ADDRESS"),
+    Shared(("--actors",), "With --ray: model replicas in the actor pool.", 1, min=1, max=4096),
+    Shared(("--cpus-per-actor",), "With --ray: CPUs per actor.", 1.0, min=0, max=4096),
+    Shared(("--gpus-per-actor",), "With --ray: GPUs per actor (fractions share one).", 0.0, min=0, max=64),
+)}
+
+# Old spellings, accepted for one release: each prints one line naming the new one (to stderr).
+RENAMED: dict[str, dict[str, str]] = {
+    "profile": {"--kind": "--site", "-k": "--site"},
+    "patch": {"--kind": "--site", "-k": "--site"},
+    "tune": {"-c": "--contrast"},
+    "steer": {"--alpha": "--multipliers"},
+}
+
+_SAME = object()
+
+
+def option(name: str, default: Any = _SAME, more: str = "", **extra):
+    """The vocabulary's option `name` (its flags, range and check), with this verb's `default` where it differs
+    (see `Shared.by_verb`) and `more` help after the shared meaning."""
+    s = VOCABULARY[name]
+    kwargs = {k: v for k, v in (("min", s.min), ("max", s.max), ("callback", s.callback), ("metavar", s.metavar))
+              if v is not None}
+    return typer.Option(s.default if default is _SAME else default, *s.flags,
+                        help=f"{s.meaning} {more}".strip(), **kwargs, **extra)
+
+
+def rename_old_spellings(args: list[str]) -> list[str]:
+    """The command line with the old spellings of RENAMED replaced, one line on stderr for each."""
+    args = list(args)
+    command = next((a for a in args if not a.startswith("-")), None)
+    table = RENAMED.get(command, {})
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        flag, eq, value = arg.partition("=")
+        if flag in table:
+            new = table[flag]
+            args[i] = new + eq + value
+            err_console.print(f"note: `lamina {command} {flag}` is now `{new}`; the old spelling goes in the next "
+                              "release", highlight=False, soft_wrap=True)
+    return args
+
+
+ModelOpt = option("--model")
+SeedOpt = option("--seed")
+DeviceOpt = option("--device")
+DtypeOpt = option("--dtype")
+JsonOpt = option("--json")
+TextOpt = option("--text")
+FileOpt = option("--file")
+TruncOpt = option("--truncate")
+CorpusOpt = option("--corpus")
+TextFieldOpt = option("--text-field")
+ContextOpt = option("--context")
+StrideOpt = option("--stride")
+BatchOpt = option("--batch-size")
+SkipFirstOpt = option("--skip-first")
+PackOpt = option("--pack")
+MaxTokOpt = option("--max-tokens")
+MaxDocsOpt = option("--max-docs")
+RayOpt = option("--ray")
+ActorsOpt = option("--actors")
+CpusPerActorOpt = option("--cpus-per-actor")
+GpusPerActorOpt = option("--gpus-per-actor")
 
 
 @app.callback()
@@ -114,20 +221,28 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except LaminaError as err:
-            from rich.markup import escape  # a message may hold brackets: pip install 'lamina[linguistics]'
-
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {one_line(err)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def load(model: str, seed: int):
+def load(model: str, seed: int, device: str = "cpu", dtype: Optional[str] = None):
     """`lamina.load` behind a spinner on stderr."""
     import lamina
 
     with err_console.status(f"loading {model}..."):
-        return lamina.load(model, seed=seed)
+        return lamina.load(model, seed=seed, device=device, dtype=dtype)
+
+
+def check_count(flag: str, value: Optional[int], bound: int, what: str) -> Optional[int]:
+    """A count that indexes something known only after loading (the vocabulary, a site's width, a store's
+    rows): at most `bound`, else one line naming the bound."""
+    from lamina.errors import InputError
+
+    if value is not None and value > bound:
+        raise InputError(f"{flag} {value} is more than {what} ({bound}); give at most {bound}")
+    return value
 
 
 def dump(obj) -> str:

@@ -7,20 +7,23 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (ActorsOpt, BatchOpt, ContextOpt, CorpusOpt, CpusPerActorOpt, GpusPerActorOpt, JsonOpt,
-                               MaxDocsOpt, MaxTokOpt, ModelOpt, PackOpt, RayOpt, SeedOpt, SkipFirstOpt, StrideOpt,
-                               TextFieldOpt, app, console, dump, err_console, load, ray_executor, store_app,
-                               user_errors)
+from lamina.cli.checks import path_check
+from lamina.cli.common import (ActorsOpt, BatchOpt, ContextOpt, CorpusOpt, CpusPerActorOpt, DeviceOpt, DtypeOpt,
+                               GpusPerActorOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, PackOpt, RayOpt, SeedOpt,
+                               SkipFirstOpt, StrideOpt, TextFieldOpt, app, console, dump, err_console, load, option,
+                               ray_executor, store_app, user_errors)
 from lamina.errors import InputError
 
 
 @app.command()
 @user_errors
 def profile(
-    kind: str = typer.Option("resid_post", "--kind", "-k", help="Site kind: resid_post, mlp_post, q, ..."),
+    site: str = option("--site", "resid_post", more="Here: the kind profiled at every layer (resid_post, mlp_post, q, ...)."),
     method: str = typer.Option("hooks", "--method", help="hooks (raw, every layer) or hidden-states."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     context: int = ContextOpt,
@@ -30,9 +33,8 @@ def profile(
     pack: bool = PackOpt,
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
-    store: Optional[Path] = typer.Option(None, "--store",
-        help="Profile the layers of --kind held in an activation store instead of running the model."),
-    out: Path = typer.Option(Path("lamina-out/profile"), "--out", "-o", help="Folder for tables, plots and HTML."),
+    store: Optional[Path] = option("--store", more="Profile the layers of --site it holds instead of running the model."),
+    out: Path = option("--out", Path("lamina-out/profile"), more="Here: tables, plots and HTML."),
     as_json: bool = JsonOpt,
     ray: Optional[str] = RayOpt,
     actors: int = ActorsOpt,
@@ -52,17 +54,17 @@ def profile(
         from lamina.store import ActivationStore
 
         stored = ActivationStore(store)
-        result = profile_store(stored, kind, batch_size, load_tokenizer(stored.manifest["settings"]["model"]),
+        result = profile_store(stored, site, batch_size, load_tokenizer(stored.manifest["settings"]["model"]),
                                max_tokens)
         model, method = stored.manifest["settings"]["model"], "store"
     else:
         from lamina.data.corpus import load_corpus
 
-        settings = ProfileSettings(kind=kind, method=method, context=context, stride=stride, batch_size=batch_size,
+        settings = ProfileSettings(kind=site, method=method, context=context, stride=stride, batch_size=batch_size,
                                    skip_first=skip_first, pack=pack, max_tokens=max_tokens)
         executor = ray_executor(ray, actors, cpus_per_actor, gpus_per_actor)
         docs = load_corpus(corpus, text_field, max_docs)
-        lm = load(model, seed)
+        lm = load(model, seed, device, dtype)
         result = profile_with(lm, docs, settings, executor=executor)
     with atomic_output(out) as tmp:
         paths = {name: out / path.name for name, path in write_profile(result, tmp).items()}
@@ -70,7 +72,7 @@ def profile(
         print(dump(result.to_json()))
         return
     t = result.table
-    table = Table(title=f"laminar profile: {kind} by {method} on {model}")
+    table = Table(title=f"laminar profile: {site} by {method} on {model}")
     for col in ("reading", "mean norm", "std", "kurtosis", "top1 |x|", "median |x|", "massive dims"):
         table.add_column(col, justify="right")
     for _, row in t.iterrows():
@@ -84,24 +86,26 @@ def profile(
 @user_errors
 def extract(
     sites: str = typer.Option(..., "--sites", "-s", help="Comma-separated sites, e.g. resid_post,mlp_post.3"),
-    out: Path = typer.Option(..., "--out", "-o", help="Store folder."),
+    out: Path = option("--out", ..., more="Here: the store folder (an existing one with --resume)."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     context: int = ContextOpt,
     stride: Optional[int] = StrideOpt,
     batch_size: int = BatchOpt,
-    dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16, bfloat16 or float32."),
+    store_dtype: Optional[str] = typer.Option(None, "--store-dtype", help="Storage dtype: float16, bfloat16 or float32 (default: --dtype if given, else float16)."),
     skip_first: bool = SkipFirstOpt,
     pack: bool = PackOpt,
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted store."),
-    windows_per_shard: Optional[int] = typer.Option(None, "--windows-per-shard", min=1,
+    windows_per_shard: Optional[int] = typer.Option(None, "--windows-per-shard", min=1, max=2**24,
         help="Windows per shard file (default: shards of about 128 MiB); the unit a worker or Ray actor fills."),
-    worker: int = typer.Option(0, "--worker", min=0, help="This worker's index (parallel filling)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Number of workers filling the store."),
+    worker: int = typer.Option(0, "--worker", min=0, max=4095, help="This worker's index (parallel filling)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=4096, help="Number of workers filling the store."),
     ray: Optional[str] = RayOpt,
     actors: int = ActorsOpt,
     cpus_per_actor: float = CpusPerActorOpt,
@@ -113,12 +117,16 @@ def extract(
     from lamina.report.output import check_output
 
     check_output(out)
-    settings = ExtractSettings(sites=sites, context=context, stride=stride, batch_size=batch_size, dtype=dtype,
+    if dtype is not None and store_dtype is None:
+        err_console.print(f"note: --dtype {dtype} is the model's dtype (as on every verb); the store keeps it too "
+                          "(give --store-dtype to store another)", highlight=False, soft_wrap=True)
+    settings = ExtractSettings(sites=sites, context=context, stride=stride, batch_size=batch_size,
+                               dtype=store_dtype or dtype or "float16",
                                skip_first=skip_first, pack=pack, max_tokens=max_tokens,
                                windows_per_shard=windows_per_shard)
     executor = ray_executor(ray, actors, cpus_per_actor, gpus_per_actor)
     docs = load_corpus(corpus, text_field, max_docs)
-    lm = load(model, seed)
+    lm = load(model, seed, device, dtype)
     try:
         store = extract_with(lm, docs, settings, out, resume=resume, worker=worker, workers=workers,
                              executor=executor)
@@ -131,7 +139,7 @@ def extract(
 
 @store_app.command("check")
 @user_errors
-def store_check(folder: Path = typer.Argument(..., help="Store folder.")):
+def store_check(folder: Path = typer.Argument(..., help="Store folder.", callback=path_check("input_folder"))):
     """Verify every shard's size and checksum; exit 1 and name the bad shards if any."""
     from lamina.store import ActivationStore
 
@@ -147,7 +155,7 @@ def store_check(folder: Path = typer.Argument(..., help="Store folder.")):
 
 @store_app.command("info")
 @user_errors
-def store_info(folder: Path = typer.Argument(..., help="Store folder.")):
+def store_info(folder: Path = typer.Argument(..., help="Store folder.", callback=path_check("input_folder"))):
     """Print a store's manifest (settings, shards, sites)."""
     from lamina.store import ActivationStore
     from lamina.store.manifest import stored_counts
@@ -162,8 +170,9 @@ def store_info(folder: Path = typer.Argument(..., help="Store folder.")):
 
 @app.command()
 @user_errors
-def report(folder: Path = typer.Argument(Path("lamina-out"), help="Folder holding earlier results.")):
-    """One HTML report from the results found in a folder (verify, profile, ...)."""
+def report(folder: Path = typer.Argument(Path("lamina-out"), help="Folder holding earlier results.",
+                                         callback=path_check("input_folder"))):
+    """One HTML report from the results found in a folder (every verb's --out folder)."""
     from lamina.report.combined import write_report
 
     path = write_report(folder)

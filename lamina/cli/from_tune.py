@@ -12,7 +12,7 @@ from typing import Optional
 from rich.table import Table
 from rich.text import Text
 
-from lamina.cli.common import console, dump, load
+from lamina.cli.common import check_count, console, dump
 from lamina.data.corpus import load_corpus
 from lamina.errors import InputError
 
@@ -64,18 +64,20 @@ def _tune_metric(lm, folder, settings: dict, choice: TuneMetricChoice):
 
 
 def from_tune_check(folder, site, k, repeats, layers, choice, loss_tokens, random_loss, method, corpus, text_field, out,
-               model, seed, as_json, edits_for=None):
+                    load_model, seed, as_json, edits_for=None):
+    """`load_model()` loads the model the verb was given (with its --device and --dtype)."""
     from lamina.analyses.causal.from_tune import ablate_edits, causal_from_tune
-    from lamina.analyses.tuning.run import parse_layers
+    from lamina.sites import parse_layers
     from lamina.analyses.tuning.run_folder import read_laminar, read_tune_run
 
     table, settings = read_tune_run(folder)
     tune_site = settings.get("site", "mlp_post")
     if site is not None and site != tune_site:
         raise InputError(f"{folder} tuned {tune_site} neurons; leave --site out or give --site {tune_site}")
-    lm = load(model, seed)
+    lm = load_model()
     if settings.get("model") and settings["model"] != lm.spec:
         raise InputError(f"{folder} was tuned on {settings['model']}; pass --model {settings['model']}")
+    check_count("--top", k, lm.site_widths([f"{tune_site}.0"])[f"{tune_site}.0"], f"the width of {tune_site}")
     chosen = parse_layers(layers, lm.n_layers) if layers else None
     if chosen:
         missing = sorted(set(chosen) - set(int(L) for L in table.layer))
@@ -97,15 +99,16 @@ def from_tune_check(folder, site, k, repeats, layers, choice, loss_tokens, rando
     if out is not None:
         from lamina.report.causal_report import causal_laminar
         from lamina.report.jsonio import write_json
+        from lamina.report.output import atomic_output
 
-        out.mkdir(parents=True, exist_ok=True)
-        result.per_layer.to_csv(out / "causal_laminar.csv", index=False)
-        result.draws.to_csv(out / "draws.csv", index=False)
-        write_json(out / "result.json", result.to_json())
         lam = read_laminar(folder)
         fractions = (dict(zip(lam.layer.astype(int), lam.fraction_significant))
                      if lam is not None and "fraction_significant" in lam.columns else None)
-        causal_laminar(result, fractions, out / "causal_laminar.png")
+        with atomic_output(out) as tmp:
+            result.per_layer.to_csv(tmp / "causal_laminar.csv", index=False)
+            result.draws.to_csv(tmp / "draws.csv", index=False)
+            write_json(tmp / "result.json", result.to_json())
+            causal_laminar(result, fractions, tmp / "causal_laminar.png")
     if as_json:
         print(dump(result.to_json()))
         return

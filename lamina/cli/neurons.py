@@ -8,12 +8,13 @@ import typer
 from rich.table import Table
 
 from lamina.analyses.neurons.maximize_settings import MaximizeSettings
-from lamina.cli.common import (BatchOpt, CorpusOpt, JsonOpt, MaxDocsOpt, MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt,
-                               app, console, dump, load, non_negative_number, positive_number, user_errors)
+from lamina.cli.checks import non_negative_number, path_check, positive_number
+from lamina.cli.common import (COUNT_MAX, BatchOpt, ContextOpt, CorpusOpt, DeviceOpt, DtypeOpt, JsonOpt, MaxDocsOpt,
+                               MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt, app, check_count, console, dump, load, option,
+                               user_errors)
 
 MAXIMIZE = MaximizeSettings()  # the defaults of maximize's options
-NeuronsOut = typer.Option(Path("lamina-out/neurons"), "--out", "-o",
-                          help="Folder for JSON and neuron pages (maximize and top-examples share it).")
+NeuronsOut = option("--out", Path("lamina-out/neurons"), more="Here: JSON and neuron pages (maximize and top-examples share it).")
 
 
 def _read_direction(path: Path):
@@ -38,28 +39,29 @@ def _read_direction(path: Path):
 @user_errors
 def maximize_command(
     neuron: Optional[str] = typer.Option(None, "--neuron", "-n", help="Neuron SITE:INDEX, e.g. mlp_post.15:123."),
-    site: Optional[str] = typer.Option(None, "--site",
-        help="With --direction: the site it lives in, e.g. resid_post.5."),
-    direction: Optional[Path] = typer.Option(None, "--direction",
+    site: Optional[str] = option("--site", more="Here: with --direction, the site it lives in, e.g. resid_post.5."),
+    direction: Optional[Path] = typer.Option(None, "--direction", callback=path_check("input_file"),
         help="A vector as .npy, .pt or text, the site's width."),
     position: str = typer.Option(MAXIMIZE.position, "--position",
         help="last: the last token; mean: mean over the optimised tokens."),
-    n_tokens: int = typer.Option(MAXIMIZE.n_tokens, "--n-tokens", min=1, help="Soft tokens to optimise."),
-    steps: int = typer.Option(MAXIMIZE.steps, "--steps", min=1, help="Adam steps."),
+    n_tokens: int = typer.Option(MAXIMIZE.n_tokens, "--n-tokens", min=1, max=4096, help="Soft tokens to optimise."),
+    steps: int = typer.Option(MAXIMIZE.steps, "--steps", min=1, max=10**6, help="Adam steps."),
     lr: float = typer.Option(MAXIMIZE.lr, "--lr", callback=positive_number, help="Adam learning rate, in units of the embedding's per-coordinate std."),
     norm_penalty: float = typer.Option(MAXIMIZE.norm_penalty, "--norm-penalty", callback=non_negative_number,
         help="Weight of mean ((|v| - r) / r)^2, r the mean embedding norm."),
-    seeds: int = typer.Option(len(MAXIMIZE.seeds), "--seeds", min=1, help="Runs from different random initial tokens (seeds 0..N-1)."),
+    seeds: int = typer.Option(len(MAXIMIZE.seeds), "--seeds", min=1, max=10**4, help="Runs from different random initial tokens (seeds 0..N-1)."),
     projected: bool = typer.Option(False, "--projected",
         help="Forward on the nearest tokens; gradient straight through."),
-    top_k: int = typer.Option(MAXIMIZE.top_k, "--top-k", min=1, help="Nearest tokens listed per optimised vector."),
+    top_k: int = typer.Option(MAXIMIZE.top_k, "--top-k", min=1, max=COUNT_MAX, help="Nearest tokens listed per optimised vector."),
     fluency: Optional[str] = typer.Option(None, "--fluency",
         help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
-    search_steps: int = typer.Option(MAXIMIZE.search_steps, "--search-steps", min=0, help="Steps of the discrete search per lambda."),
-    search_top_k: int = typer.Option(MAXIMIZE.search_top_k, "--search-top-k", min=1, help="Candidate tokens per position, by gradient."),
-    search_batch: int = typer.Option(MAXIMIZE.search_batch, "--search-batch", min=1, help="Candidate prompts evaluated per step."),
+    search_steps: int = typer.Option(MAXIMIZE.search_steps, "--search-steps", min=0, max=10**6, help="Steps of the discrete search per lambda."),
+    search_top_k: int = typer.Option(MAXIMIZE.search_top_k, "--search-top-k", min=1, max=COUNT_MAX, help="Candidate tokens per position, by gradient."),
+    search_batch: int = typer.Option(MAXIMIZE.search_batch, "--search-batch", min=1, max=2**16, help="Candidate prompts evaluated per step."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     out: Path = NeuronsOut,
     as_json: bool = JsonOpt,
 ):
@@ -75,7 +77,9 @@ def maximize_command(
     except ValueError:
         raise InputError(f"--fluency takes comma-separated numbers, e.g. 0,1,4; got {fluency!r}") from None
     vector = _read_direction(direction) if direction is not None else None
-    lm = load(model, seed)
+    lm = load(model, seed, device, dtype)
+    check_count("--top-k", top_k, lm.vocab_size, "the vocabulary")
+    check_count("--search-top-k", search_top_k, lm.vocab_size, "the vocabulary")
     settings = MaximizeSettings(position=position, n_tokens=n_tokens, steps=steps, lr=lr, norm_penalty=norm_penalty,
                                 seeds=seeds, projected=projected, top_k=top_k, fluency_lambdas=tuple(lambdas),
                                 search_steps=search_steps, search_top_k=search_top_k, search_batch=search_batch)
@@ -117,23 +121,24 @@ def maximize_command(
 @user_errors
 def top_examples_command(
     neuron: List[str] = typer.Option(..., "--neuron", "-n", help="Neuron SITE:INDEX (repeatable)."),
-    k: int = typer.Option(10, "-k", min=1, help="Top examples per neuron, one per document."),
-    n_random: int = typer.Option(10, "--random", min=0, help="Random tokens shown per neuron."),
-    quantiles: int = typer.Option(10, "--quantiles", min=0, help="Quantile bins of the activation distribution."),
-    per_quantile: int = typer.Option(2, "--per-quantile", min=0, help="Examples shown per quantile bin."),
-    compare: Optional[List[Path]] = typer.Option(None, "--compare",
+    k: int = option("-k", 10, more="Here: top examples per neuron, one per document."),
+    n_random: int = typer.Option(10, "--random", min=0, max=COUNT_MAX, help="Random tokens shown per neuron."),
+    quantiles: int = typer.Option(10, "--quantiles", min=0, max=1000, help="Quantile bins of the activation distribution."),
+    per_quantile: int = typer.Option(2, "--per-quantile", min=0, max=1000, help="Examples shown per quantile bin."),
+    compare: Optional[List[Path]] = typer.Option(None, "--compare", callback=path_check("input_path"),
         help="maximize_*.json files or folders to compare with."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
-    context: int = typer.Option(64, "--context", min=2, help="Tokens per window."),
+    context: int = ContextOpt,
     batch_size: int = BatchOpt,
     max_tokens: Optional[int] = MaxTokOpt,
     max_docs: Optional[int] = MaxDocsOpt,
-    store: Optional[Path] = typer.Option(None, "--store",
-        help="Read an activation store (lamina extract) instead of running the model; its model, corpus and "
-             "context are used."),
+    store: Optional[Path] = option("--store", more="Read it instead of running the model; its model, corpus and "
+                                                   "context are used."),
     out: Path = NeuronsOut,
     as_json: bool = JsonOpt,
 ):
@@ -157,7 +162,7 @@ def top_examples_command(
         from lamina.data.corpus import load_corpus
 
         docs = load_corpus(corpus, text_field, max_docs)
-        lm = load(model, seed)
+        lm = load(model, seed, device, dtype)
         result = top_examples(lm, neuron, docs, context=context, **options)
     from lamina.cli.common import err_console
 

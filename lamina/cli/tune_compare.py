@@ -8,17 +8,19 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from lamina.cli.common import JsonOpt, app, console, dump, user_errors
+from lamina.cli.checks import path_check
+from lamina.cli.common import JsonOpt, app, console, dump, option, user_errors
 
 
 @app.command("tune-compare")
 @user_errors
 def tune_compare(
-    run_a: Path = typer.Argument(..., help="The --out folder of one `lamina tune` run."),
-    run_b: Path = typer.Argument(..., help="The --out folder of another run (same site and layers)."),
+    run_a: Path = typer.Argument(..., help="The --out folder of one `lamina tune` run.",
+                                callback=path_check("input_folder")),
+    run_b: Path = typer.Argument(..., help="The --out folder of another run (same site and layers).",
+                                callback=path_check("input_folder")),
     statistic: str = typer.Option("t", "--statistic", help="The per-neuron column compared: t (default), r, d, ..."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Write comparison.json, the CSV tables and comparison.png here."),
+    out: Optional[Path] = option("--out", more="Here: comparison.json, the CSV tables and comparison.png."),
     as_json: bool = JsonOpt,
 ):
     """Do two tune runs agree? Correlation of the per-neuron statistic, overlap of the significant sets, per layer."""

@@ -7,8 +7,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump,
-                               err_console, load, user_errors)
+from lamina.cli.common import (DeviceOpt, DtypeOpt, FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app,
+                               console, dump, err_console, load, option, user_errors)
 
 
 @app.command()
@@ -16,10 +16,12 @@ from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, Tru
 def verify(
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     text: Optional[List[str]] = TextOpt,
     file: Optional[Path] = FileOpt,
     truncate: bool = TruncOpt,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write verify.json and verify.png here."),
+    out: Optional[Path] = option("--out", more="Here: verify.json and verify.png."),
     as_json: bool = JsonOpt,
 ):
     """The founding experiment: hooks on every block vs output.hidden_states, and the hidden-state map."""
@@ -31,7 +33,7 @@ def verify(
     if out is not None:
         check_output(out)
     texts = read_texts(text, file)
-    lm = load(model, seed)
+    lm = load(model, seed, device, dtype)
     with err_console.status("running the founding experiment..."):
         result = lamina.verify(lm, texts, truncate=truncate)
     if out is not None:

@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app, console, dump, load,
-                               user_errors)
+from lamina.cli.common import (DeviceOpt, DtypeOpt, FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app,
+                               check_count, console, dump, load, option, user_errors)
 
 
 @app.command("logit-lens")
@@ -17,11 +17,13 @@ from lamina.cli.common import (FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, Tru
 def logit_lens_command(
     model: str = ModelOpt,
     seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
     text: Optional[List[str]] = TextOpt,
     file: Optional[Path] = FileOpt,
     truncate: bool = TruncOpt,
-    k: int = typer.Option(5, "-k", min=1, help="Top tokens kept per layer and position."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write logit_lens.csv, logit_lens_layers.csv and two PNGs here."),
+    k: int = option("-k", 5, more="Here: top tokens per layer and position."),
+    out: Optional[Path] = option("--out", more="Here: logit_lens.csv, logit_lens_layers.csv and two PNGs."),
     as_json: bool = JsonOpt,
 ):
     """The logit lens: each block's raw residual through the model's own final norm and unembedding."""
@@ -35,7 +37,8 @@ def logit_lens_command(
     if out is not None:
         check_output(out)
     texts = read_texts(text, file)
-    lm = load(model, seed)
+    lm = load(model, seed, device, dtype)
+    check_count("-k", k, lm.vocab_size, "the vocabulary")
     result = logit_lens(lm, texts, k=k, truncate=truncate, progress=not as_json)
     if out is not None:
         from lamina.report.logit_lens_plot import plot_lens_heatmap, plot_lens_layers
@@ -68,10 +71,12 @@ def logit_lens_command(
 @user_errors
 def project_command(
     neuron: str = typer.Option(..., "--neuron", "-n", help="A neuron SITE:INDEX: mlp_post.L:i, or q/k/v.L:h*d_head+j."),
-    k: int = typer.Option(20, "-k", min=1, help="Tokens per list."),
+    k: int = option("-k", 20, more="Here: tokens per list."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write project.csv here."),
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
+    out: Optional[Path] = option("--out", more="Here: project.csv."),
     as_json: bool = JsonOpt,
 ):
     """Vocabulary projection of a neuron: the tokens it promotes and suppresses, and the tokens that drive it."""
@@ -82,7 +87,8 @@ def project_command(
 
     if out is not None:
         check_output(out)
-    lm = load(model, seed)
+    lm = load(model, seed, device, dtype)
+    check_count("-k", k, lm.vocab_size, "the vocabulary")
     df = project(lm, neuron, k=k)
     if out is not None:
         with atomic_output(out) as tmp:

@@ -140,7 +140,7 @@ def write_index(store, out: str | Path | None = None, settings: IndexSettings = 
         raise InputError(f"{store.folder} holds {len(store.shards)} of {store.manifest['n_shards']} shards; "
                          "finish it with `lamina extract ... --resume` first")
     if settings.k < 1 or settings.reservoir < 1 or min(settings.before, settings.after, settings.n_quantiles) < 0:
-        raise InputError("-k and --reservoir must be at least 1; --before, --after and --quantiles at least 0")
+        raise InputError("IndexSettings: k and reservoir must be at least 1; before, after and n_quantiles at least 0")
     t0 = time.perf_counter()
     out = Path(out) if out is not None else store.folder / INDEX
     out.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,11 @@
-"""Files of the causal commands: CSV tables, result.json, and the figures (heatmap, laminar, sweep)."""
+"""Figures of the causal commands (heatmap, laminar, sweep); their result.json is written by report/jsonio.py."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lamina.report.figures import pyplot, save
-
-
-def write_json(obj: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=float))
-    return path
 
 
 METRIC_LABELS = {"loss": "change in next-token loss after the labelled tokens (nats)",
