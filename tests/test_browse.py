@@ -41,7 +41,7 @@ def tune_dir(store, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(store, tune_dir):
-    return TestClient(create_app(store.folder, [tune_dir]), raise_server_exceptions=False)
+    return TestClient(create_app(store.folder, [tune_dir]), base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 def test_api_neuron_equals_the_store(client, store):
