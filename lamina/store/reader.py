@@ -15,7 +15,6 @@ from safetensors import safe_open
 from lamina.errors import InputError, SiteError, StoreError
 from lamina.store.manifest import read_manifest
 from lamina.store.shards import (
-    META,
     bad_sidecars,
     check_shards,
     complete_shards,
