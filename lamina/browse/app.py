@@ -167,11 +167,15 @@ def create_app(store: str | Path, tune=(), hosts=None):
     return Guard(app, set(hosts) if hosts is not None else allowed_hosts("127.0.0.1"))
 
 
-def serve(store, tune=(), host: str = "127.0.0.1", port: int = 8765, allow_remote: bool = False) -> str | None:
-    """Run the app with uvicorn until Ctrl-C (a non-loopback `host` needs `allow_remote`)."""
+def serve(store, tune=(), host: str = "127.0.0.1", port: int = 8765, allow_remote: bool = False,
+          ready=lambda: None) -> None:
+    """Run the app with uvicorn until Ctrl-C (a non-loopback `host` needs `allow_remote`); `ready()` is called
+    once the store and its index have been opened and checked."""
     check_bind(host, port, allow_remote)
     try:
         import uvicorn
     except ImportError:
         raise InputError("lamina browse needs the browse extra: pip install 'lamina[browse]'") from None
-    uvicorn.run(create_app(store, tune, allowed_hosts(host)), host=host, port=port, log_level="warning")
+    app = create_app(store, tune, allowed_hosts(host))
+    ready()
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -78,6 +78,11 @@ class Guard:
     def __init__(self, app, hosts: set[str]):
         self.app, self.hosts = app, {h.lower() for h in hosts}
 
+    @property
+    def state(self):
+        """The wrapped app's state (`state.data`: the BrowseData served)."""
+        return self.app.state
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)

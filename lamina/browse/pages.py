@@ -87,7 +87,7 @@ def neuron_link(site: str):
 def overview(o: dict) -> dict:
     kinds: dict[str, list] = {}                                   # site kind -> its sites with a layer, in order
     for s in o["sites"]:
-        kind, _, layer = s["site"].partition(".")
+        kind, _, layer = s["site"].rpartition(".")
         if layer.isdigit():
             kinds.setdefault(kind, []).append((int(layer), s))
     traces = []
