@@ -1,4 +1,5 @@
 """Safe to share: threads on one model, hostile stores and indexes, the Host check, hostile text in a real browser."""
+import contextlib
 import copy
 import http.client
 import json
@@ -283,13 +284,10 @@ def hostile(llama, tmp_path_factory):
     return {"store": store.folder, "tune": tune, "sites": list(names.values()), "lm": lm}
 
 
-@pytest.fixture(scope="module")
-def hostile_server(hostile):
+@contextlib.contextmanager
+def serving(app):
+    """`app` served by uvicorn on a free loopback port in a thread: yields the port."""
     uvicorn = pytest.importorskip("uvicorn", reason="install the browse extra: pip install 'lamina[browse]'")
-    from lamina.browse.app import create_app
-
-    app = create_app(hostile["store"], [hostile["tune"]])
-    app.state.data._lm = hostile["lm"]                         # the model folder's model, loaded already
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -300,9 +298,70 @@ def hostile_server(hostile):
         if server.started:
             break
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "port": port, "app": app}
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def hostile_server(hostile):
+    from lamina.browse.app import create_app
+
+    app = create_app(hostile["store"], [hostile["tune"]])
+    app.state.data._lm = hostile["lm"]                         # the model folder's model, loaded already
+    with serving(app) as port:
+        yield {"url": f"http://127.0.0.1:{port}", "port": port, "app": app}
+
+
+def test_no_request_waits_behind_a_model_load(small_store, llama, monkeypatch):
+    """8 threads x 50 requests answered while the model's load is held open (it cannot finish until they are)."""
+    from lamina.browse.app import create_app
+
+    started, gate = threading.Event(), threading.Event()
+
+    def held_load(*args, **kwargs):
+        started.set()
+        gate.wait(600)
+        return llama
+
+    monkeypatch.setattr(lamina, "load", held_load)
+    app = create_app(small_store)
+    with serving(app) as port:
+        host = f"127.0.0.1:{port}"
+        status, _, body = _get(port, "/projection/mlp_post.1/3", host)
+        assert status == 503 and "Loading the model random:llama" in body and started.wait(60)
+        status, _, body = _get(port, "/neuron/mlp_post.1/3?text=hello", host)
+        assert status == 200 and 'id="live-loading"' in body
+        urls = ["/", "/api/overview", "/site/mlp_post.1", "/neuron/mlp_post.1/3", "/api/neuron/mlp_post.1/5",
+                "/search?q=the&site=mlp_post.1", "/projection/mlp_post.1/3"]
+        answers, errors = [], []
+
+        def client(k: int):
+            try:
+                for i in range(50):
+                    url = urls[(k + i) % len(urls)]
+                    answers.append((url, _get(port, url, host)[0]))
+            except Exception as err:
+                errors.append(err)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        assert errors == [] and len(answers) == 400
+        assert not gate.is_set()                                   # all 400 answered with the load still held
+        assert {status for url, status in answers if not url.startswith("/projection")} == {200}
+        assert {status for url, status in answers if url.startswith("/projection")} == {503}
+        gate.set()
+        for _ in range(600):                                       # the page is there once the load ends
+            status, _, body = _get(port, "/projection/mlp_post.1/3", host)
+            if status == 200:
+                break
+            time.sleep(0.05)
+        assert status == 200 and "vocabulary projection" in body
 
 
 def _get(port: int, path: str, host: str | None, method: str = "GET"):
