@@ -471,3 +471,34 @@ def test_no_payload_runs_or_changes_a_page(hostile, hostile_server, tmp_path):
         page.goto(base + f"/search?q={quote(COMMENT)}")
         assert page.locator("#looked").count() == 1
         browser.close()
+
+
+def test_report_pages_escape_hostile_text():
+    """The static report pages (lamina/report) through the same template engine: no payload becomes markup."""
+    from html.parser import HTMLParser
+
+    from lamina.report.html import page
+    from lamina.report.neuron_page import render_neuron_page
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+    example = {"value": 2.0, "tokens": [IMG, " " + SCRIPT, COMMENT, SVG], "activations": [2.0, 1.0, 0.5, -1.0],
+               "focus": 0, "doc": SCRIPT, "position": 3, "token": IMG}
+    neuron = {"neuron": f"mlp_post.1:{IMG}", "n_tokens": 4, "mean": 0.5, "min": -1.0, "max": 2.0, "top": [example],
+              "argmax_tally": [{"token": SVG, "batches": 2}], "n_batches": 2,
+              "quantiles": [{"q_lo": 0.0, "q_hi": 1.0, "lo": -1.0, "hi": 2.0, "examples": [example]}],
+              "random": [example]}
+    for text in (render_neuron_page(SCRIPT, neuron), page(SCRIPT + IMG, [(SVG + COMMENT, "<p>kept</p>")])):
+        parser = Tags()
+        parser.feed(text)
+        tags = {t for t, _ in parser.tags}
+        assert not tags & {"img", "script", "svg"} and all(not any(a.startswith("on") for a in attrs)
+                                                           for _, attrs in parser.tags)
+        assert text.rstrip().endswith("</html>") and "<!--" not in text
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;" in render_neuron_page("m", neuron)

@@ -39,6 +39,8 @@ class BrowseData:
         self._lock = threading.Lock()          # the model's load
         self._tok_lock = threading.Lock()      # the tokenizer's load and the token-text table
         self._tokenizer = None
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._tables_lock = threading.Lock()
         self._token_texts: dict[str, list[int]] | None = None
         self._lm = None
         self._loading: threading.Thread | None = None
@@ -134,9 +136,16 @@ class BrowseData:
         return rows
 
     def site_table(self, site: str) -> pd.DataFrame:
-        """The neuron table of a site, joined with every tune run's columns (prefixed by the run's folder)."""
+        """The neuron table of a site, joined with every tune run's columns (prefixed by the run's folder);
+        built once per site (the index and the tune runs do not change while the server runs)."""
         if site not in self.index.sites:
             raise NotFound(f"site {site!r} is not in this index; it holds {', '.join(self.index.sites)}")
+        with self._tables_lock:
+            if site not in self._tables:
+                self._tables[site] = self._site_table(site)
+            return self._tables[site]
+
+    def _site_table(self, site: str) -> pd.DataFrame:
         table = self.index.table[self.index.table["site"] == site].drop(columns="site").reset_index(drop=True)
         table["top_token"] = [self.tokenizer.decode([int(t)]) if t >= 0 else "" for t in table["top_token_id"]]
         for run in self.tune:

@@ -2,58 +2,19 @@
 
 Nothing here builds HTML from strings. Text from a store, an index, a tokenizer or a request reaches a page
 only through the templates' autoescape (as text nodes and quoted attributes); plot data reaches the page's
-one inline script as JSON escaped for `<script>` (`script_json`). Plots are Plotly specs drawn by the
+one inline script as JSON escaped for `<script>` (`script_json` in report/templating.py). Plots are Plotly specs drawn by the
 plotly.js that ships with the `plotly` Python package (served locally: no network, no build step).
 """
 from __future__ import annotations
 
-import json
-import math
 from urllib.parse import quote, urlencode
 
-from markupsafe import Markup
+from lamina.report.templating import environment as template_environment
 
 BASE_COLUMNS = ["neuron", "top_token", "max", "mean", "std", "frac_pos"]   # a site table's default columns
 TUNE_COLUMNS = ("q", "significant", "cohens_d", "d", "t", "statistic")   # of each tune run, the first 3 present
 PAGE_ROWS = 100                                                          # neurons per page of a site table
 MAX_PAGE_ROWS = 1000
-
-
-def script_json(value) -> Markup:
-    """JSON that is safe inside `<script>`: `<`, `>`, `&`, U+2028 and U+2029 written as \\u escapes."""
-    text = json.dumps(value, allow_nan=False)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                         ("\u2029", "\\u2029")):
-        text = text.replace(char, escape)
-    return Markup(text)
-
-
-def visible_parts(text) -> list[dict]:
-    """A token's text in pieces, spaces as `·` and new lines as `↵` marked (shown dim); empty as `∅`."""
-    text = "" if text is None else str(text)
-    if not text:
-        return [{"text": "∅", "mark": True}]
-    parts, plain = [], []
-    for ch in text:
-        mark = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}.get(ch)
-        if mark is None:
-            plain.append(ch)
-            continue
-        if plain:
-            parts.append({"text": "".join(plain), "mark": False})
-            plain = []
-        parts.append({"text": mark, "mark": True})
-    if plain:
-        parts.append({"text": "".join(plain), "mark": False})
-    return parts
-
-
-def fmt(x) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        return "" if math.isnan(x) else f"{x:.4g}"
-    return str(x)
 
 
 def colour(value, top) -> str:
@@ -65,14 +26,9 @@ def colour(value, top) -> str:
 
 
 def environment():
-    """The Jinja2 environment of the browser's templates: package data, autoescape on for every template."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("lamina.browse", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters.update(script_json=script_json, visible_parts=visible_parts, fmt=fmt, colour=colour,
-                       fmt3=lambda x: "" if x is None else f"{x:.3g}", repr_float=lambda v: repr(float(v)),
-                       thousands=lambda n: f"{n:,}")
+    """The Jinja2 environment of the browser's templates (package data, autoescape on: report/templating.py)."""
+    env = template_environment("lamina.browse")
+    env.filters.update(colour=colour, fmt3=env.filters["g3"], repr_float=lambda v: repr(float(v)))
     return env
 
 
