@@ -502,3 +502,14 @@ def test_report_pages_escape_hostile_text():
                                                            for _, attrs in parser.tags)
         assert text.rstrip().endswith("</html>") and "<!--" not in text
     assert "&lt;img src=x onerror=window.__pwned=1&gt;" in render_neuron_page("m", neuron)
+
+
+def test_script_json_cannot_close_a_script_and_round_trips():
+    from lamina.report.templating import script_json
+
+    value = {"name": SCRIPT + COMMENT + "&\u2028\u2029" + IMG}
+    text = str(script_json(value))
+    assert not any(c in text for c in "<>&\u2028\u2029")
+    assert text == ('{"name": "\\u003c/script\\u003e\\u003cscript\\u003ewindow.__pwned=1\\u003c/script\\u003e'
+                    '\\u003c!--\\u0026\\u2028\\u2029\\u003cimg src=x onerror=window.__pwned=1\\u003e"}')
+    assert json.loads(text) == value
