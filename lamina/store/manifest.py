@@ -107,8 +107,8 @@ def write_manifest(folder: Path, settings: dict, extra: dict) -> dict:
 
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
-    if not Path(folder).is_dir():
-        raise InputError(f"{folder} is not a folder; give the store's folder (lamina extract --out)")
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise InputError(f"{folder} is a file, not a folder; give the store's folder (lamina extract --out)")
     try:
         return check_manifest(json.loads(path.read_text()), path)
     except FileNotFoundError:
