@@ -65,7 +65,13 @@ class BrowseData:
 
     def warm_up(self) -> None:
         """Load the tokenizer in a background thread (the first page that needs it then finds it ready)."""
-        threading.Thread(target=lambda: self.tokenizer, name="lamina-browse-tokenizer", daemon=True).start()
+        def load():
+            try:
+                self.tokenizer
+            except Exception:  # noqa: S110  (the first page that needs it raises the same error, in one line)
+                pass
+
+        threading.Thread(target=load, name="lamina-browse-tokenizer", daemon=True).start()
 
     @property
     def tokenizer(self):
