@@ -3,7 +3,9 @@
     python benchmarks/store_browse.py read  --store S          store read MB/s: one site, all neurons / 8 neurons
     python benchmarks/store_browse.py index --rows 250000      index build time and peak RSS of a synthetic
                                                                one-site store (a child process per size)
-    python benchmarks/store_browse.py page  --store S          a neuron page's server time (median, p95)
+    python benchmarks/store_browse.py page  --store S          every dynamic page's server time (p50, p99)
+    python benchmarks/store_browse.py browse --rows 65536      the same on a synthetic store of that size
+                                                               (built and indexed first, kept under --work)
     python benchmarks/store_browse.py top   --model M --site mlp_post.5 --max-tokens N
                                                                top-examples --store vs running the model, paired
 
@@ -40,7 +42,7 @@ def synthetic_store(folder: Path, rows: int, width: int, site: str = "mlp_post.5
     if (folder / "manifest.json").exists():
         return ActivationStore(folder)
     n_shards = -(-rows // shard_rows)
-    settings = {"model": "synthetic", "sites": [site], "context": 128, "stride": 128, "skip_first": False,
+    settings = {"model": "random:gpt2", "sites": [site], "context": 128, "stride": 128, "skip_first": False,
                 "pack": False, "storage_dtype": "float16", "rows": rows, "width": width}
     write_manifest(folder, settings, {"n_shards": n_shards, "n_windows": -(-rows // 128),
                                       "doc_ids": [f"d{i}" for i in range(-(-rows // doc_tokens))]})
@@ -98,25 +100,36 @@ def index_run(rows: int, width: int, folder: Path) -> dict:
 
 
 def page_times(store_folder: Path, n: int = 60) -> dict:
-    """Server time of GET /neuron/{site}/{i} and /api/neuron/{site}/{i} over random neurons (in process)."""
+    """Server time of every dynamic page (in process, through the app's middleware and templates): the overview,
+    a site table (first page, a later page sorted by another column, a filter), neuron pages and their JSON over
+    random neurons, a token search."""
     from starlette.testclient import TestClient
 
     from lamina.browse.app import create_app
 
-    client = TestClient(create_app(store_folder))
-    index = client.app.state.data.index
+    client = TestClient(create_app(store_folder), base_url="http://127.0.0.1")
+    data = client.app.state.data
+    index = data.index
     site = index.sites[0]
     width = index.width(site)
-    client.get(f"/neuron/{site}/0")                                      # warm-up: tokenizer, imports
-    out = {}
-    for route in ("neuron", "api/neuron"):
+    client.get(f"/neuron/{site}/0")                                      # warm-up: tokenizer, imports, checksums
+    client.get(f"/site/{site}")
+    client.get("/search", params={"q": "the"})
+    neurons = np.random.default_rng(0).integers(0, width, n).tolist()
+    routes = {"overview": lambda i: "/", "site table": lambda i: f"/site/{site}",
+              "site table, page 6 by std": lambda i: f"/site/{site}?sort=std&desc=0&offset=500",
+              "site table, filtered": lambda i: f"/site/{site}?min.max=1&max.frac_pos=0.6",
+              "neuron": lambda i: f"/neuron/{site}/{i}", "api/neuron": lambda i: f"/api/neuron/{site}/{i}",
+              "search": lambda i: "/search?q=the"}
+    out = {"rows": data.store.n_rows, "neurons": width}
+    for name, url in routes.items():
         times = []
-        for i in np.random.default_rng(0).integers(0, width, n).tolist():
+        for i in neurons:
             t0 = time.perf_counter()
-            assert client.get(f"/{route}/{site}/{i}").status_code == 200
+            assert client.get(url(i)).status_code == 200, url(i)
             times.append(time.perf_counter() - t0)
-        out[route] = {"median_ms": 1000 * statistics.median(times), "p95_ms": 1000 * float(np.percentile(times, 95)),
-                      "n": n}
+        out[name] = {"p50_ms": round(1000 * statistics.median(times), 2),
+                     "p99_ms": round(1000 * float(np.percentile(times, 99)), 2), "n": n}
     return out
 
 
@@ -151,7 +164,7 @@ def top_paired(model: str, site: str, max_tokens: int, folder: Path, rounds: int
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["read", "index", "index-child", "page", "top"])
+    p.add_argument("what", choices=["read", "index", "index-child", "page", "browse", "top"])
     p.add_argument("--store", type=Path)
     p.add_argument("--rows", type=int, nargs="+", default=[250_000])
     p.add_argument("--width", type=int, default=1536)
@@ -178,6 +191,13 @@ def main() -> None:
         result = index_run(a.rows[0], a.width, a.work)
     elif a.what == "page":
         result = page_times(a.store)
+    elif a.what == "browse":
+        from lamina.index import write_index
+
+        store = synthetic_store(a.work / f"store-{a.rows[0]}-{a.width}", a.rows[0], a.width)
+        if not (store.folder / "index" / "index.json").exists():
+            write_index(store, progress=False)
+        result = page_times(store.folder)
     else:
         result = top_paired(a.model, a.site, a.max_tokens, a.work)
     print(json.dumps(result))

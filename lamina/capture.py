@@ -12,9 +12,16 @@ come from the model's own `output_hidden_states` and therefore disable early sto
 Edits (lamina/edits.py) ride on the same hooks: a hook first writes the edits of its module (out of place)
 and returns the new tensor to the model, then stores the sites read there, so every captured site
 downstream of an edit sees the edited forward pass, in that one pass.
+
+Threads: a model's hooks are shared by every thread that runs it, so each `Capture` acts only on the forward
+passes of the thread that entered it (an edit held in one thread never changes another's pass, and one
+thread's early stop never ends another's), and `run_capture` runs one forward pass at a time per model
+(`model_lock`): hook registration and the pass itself are serialised.
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import defaultdict
 from functools import partial
 
@@ -25,6 +32,19 @@ from lamina.errors import NotCapturedError
 from lamina.edits import BoundEdit
 from lamina.errors import InputError
 from lamina.sites import Site
+
+
+_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its forward-pass lock
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: torch.nn.Module) -> threading.RLock:
+    """The lock that serialises `run_capture`'s forward passes (and every Capture's hook changes) on `model`."""
+    with _locks_guard:
+        lock = _locks.get(model)
+        if lock is None:
+            lock = _locks[model] = threading.RLock()
+        return lock
 
 
 class StopForward(Exception):
@@ -79,8 +99,14 @@ class Capture:
         self.edits, self.batch_shape = list(edits), batch_shape
         self.values: dict[str, torch.Tensor] = {}
         self._handles = []
+        self._thread: int | None = None    # the thread whose forward passes this capture reads and edits
 
     def __enter__(self) -> "Capture":
+        with model_lock(self.model):
+            return self._register()
+
+    def _register(self) -> "Capture":
+        self._thread = threading.get_ident()
         reads = defaultdict(list)   # (module, "input"|"output") -> sites read there
         writes = defaultdict(list)  # (module, "input"|"output") -> edits written there
         for site in self.sites:
@@ -108,10 +134,13 @@ class Capture:
 
     def remove(self) -> None:
         """Remove exactly the hooks this capture added."""
-        while self._handles:
-            self._handles.pop().remove()
+        with model_lock(self.model):
+            while self._handles:
+                self._handles.pop().remove()
 
     def _on_input(self, group, edits, module, args, kwargs):
+        if threading.get_ident() != self._thread:   # another thread's forward pass
+            return None
         x = args[0] if args else kwargs["hidden_states"]
         if edits:
             x = self._write(edits, x)
@@ -120,6 +149,8 @@ class Capture:
         return (args, kwargs) if edits else None
 
     def _on_output(self, group, edits, module, args, output):
+        if threading.get_ident() != self._thread:
+            return None
         x = _first(output)
         if edits:
             x = self._write(edits, x)
@@ -170,7 +201,7 @@ def run_capture(
     # Without logits, the base model skips the unembedding, a large share of a forward pass.
     runner = model if want_logits else model.base_model
     out = None
-    with torch.inference_mode(), Capture(model, anatomy, sites, stop_early and not want_hidden, edits=edits,
+    with model_lock(model), torch.inference_mode(), Capture(model, anatomy, sites, stop_early and not want_hidden, edits=edits,
                                                  batch_shape=tuple(input_ids.shape)) as cap:
         try:
             out = runner(

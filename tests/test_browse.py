@@ -1,5 +1,7 @@
 """`lamina browse`: the JSON API and pages against the index, 404s, path traversal, and a real browser."""
+import html
 import os
+import re
 import shutil
 import socket
 import threading
@@ -41,7 +43,7 @@ def tune_dir(store, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(store, tune_dir):
-    return TestClient(create_app(store.folder, [tune_dir]), raise_server_exceptions=False)
+    return TestClient(create_app(store.folder, [tune_dir]), base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 def test_api_neuron_equals_the_store(client, store):
@@ -60,16 +62,61 @@ def test_api_neuron_equals_the_store(client, store):
     assert data["tuning"][0]["cohens_d"] == 1.25 and data["tuning"][0]["run"] == "negation"
 
 
+def _neurons_listed(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r'href="/neuron/mlp_post\.1/(\d+)"', page)]
+
+
 def test_site_table_sorts_filters_and_joins_tune_columns(client, store):
-    page = client.get("/site/mlp_post.1?sort=max&desc=1").text
     x = store.numpy("mlp_post.1").max(0)
-    first = int(np.argmax(x))
-    assert page.index(f'href="/neuron/mlp_post.1/{first}"') < page.index('href="/neuron/mlp_post.1/', page.index(
-        f'href="/neuron/mlp_post.1/{first}"') + 5)
-    assert "negation.cohens_d" in page and "1.25" in page
+    page = client.get("/site/mlp_post.1?sort=max&desc=1").text
+    assert _neurons_listed(page) == np.argsort(-x, kind="stable")[:100].tolist()      # one page, by max
+    by_d = client.get("/site/mlp_post.1?sort=negation.cohens_d").text
+    assert _neurons_listed(by_d)[:2] == [3, 4] and "negation.cohens_d" in by_d and "1.25" in by_d
     kept = client.get(f"/site/mlp_post.1?min.max={np.sort(x)[-5]}").text
-    assert kept.count('href="/neuron/mlp_post.1/') == 5
+    assert sorted(_neurons_listed(kept)) == sorted(np.argsort(-x)[:5].tolist())
     assert client.get("/site/mlp_post.1?sort=nope").status_code == 400
+    assert client.get("/site/mlp_post.1?col=nope").status_code == 400
+
+
+def test_every_neuron_is_reachable_through_pages_and_columns_are_chosen(client, store):
+    width = store.width("mlp_post.1")
+    seen, url = [], "/site/mlp_post.1?sort=neuron&desc=0&limit=70"
+    while url:
+        page = client.get(url).text
+        seen += _neurons_listed(page)
+        found = re.search(r'<a href="(\?[^"]+)" id="next">', page)
+        url = "/site/mlp_post.1" + html.unescape(found.group(1)) if found else None
+    assert seen == list(range(width))
+    default = client.get("/site/mlp_post.1").text
+    header = re.findall(r"<th><a [^>]+>([^<]+)</a></th>", default)
+    assert header == ["neuron", "top_token", "max", "mean", "std", "frac_pos", "negation.q", "negation.significant",
+                      "negation.cohens_d"]
+    chosen = client.get("/site/mlp_post.1?col=max&col=negation.q").text
+    assert re.findall(r"<th><a [^>]+>([^<]+)</a></th>", chosen) == ["neuron", "max", "negation.q"]
+
+
+def test_top_examples_on_the_page_are_distinct_windows(client):
+    from lamina.browse.data import distinct_windows
+
+    api = client.get("/api/neuron/mlp_post.1/3").json()
+    kept, left_out = distinct_windows(api["top_examples"], 16 + 8)
+    assert len(kept) + left_out == len(api["top_examples"])
+    for i, a in enumerate(kept):
+        for b in kept[i + 1:]:
+            assert a["doc_index"] != b["doc_index"] or abs(a["position"] - b["position"]) > 24
+    page = client.get("/neuron/mlp_post.1/3").text
+    assert page.count('<div class="ex">') == len(kept) + len(api["quantile_samples"])
+
+
+def test_search_says_what_it_looked_for(client, store):
+    page = client.get("/search", params={"q": "zzzqqq", "site": "mlp_post.1"}).text
+    assert "no token is &#39;zzzqqq&#39;; the first token of its tokenization" in page
+    hit = client.get("/api/search", params={"q": "the"}).json()
+    assert hit["how"] == "the tokens whose text, without its spaces, is 'the'" and hit["n_rows"] == store.n_rows
+    missing = [t for t, n in client.get("/api/search", params={"q": "seven"}).json().items() if t == "occurrences"]
+    assert missing == ["occurrences"]
+    page = client.get("/search", params={"q": "seven"}).text
+    assert "Looked for the tokens whose text, without its spaces, is &#39;seven&#39;" in page
 
 
 def test_missing_things_and_paths_outside_are_404(client):
@@ -102,9 +149,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def server(store, tune_dir):
+def server(store, tune_dir, llama):
     uvicorn = pytest.importorskip("uvicorn", reason="install the browse extra: pip install -e '.[browse]'")
-    config = uvicorn.Config(create_app(store.folder, [tune_dir]), host="127.0.0.1", port=_free_port(), log_level="error")
+    app = create_app(store.folder, [tune_dir])
+    app.state.data._lm = llama                  # the model that wrote the store (the session's, symmetry broken)
+    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="error")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -117,7 +166,7 @@ def server(store, tune_dir):
     thread.join(10)
 
 
-def test_in_a_real_browser(server, client, tmp_path):
+def test_in_a_real_browser(server, client, llama, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (browser: apt-get install chromium)")
     if CHROMIUM is None:
         pytest.skip("no chromium: apt-get install -y chromium (Debian), then pip install playwright")
@@ -157,6 +206,19 @@ def test_in_a_real_browser(server, client, tmp_path):
         best = page.locator("table td a").first.inner_text()
         assert int(best) == client.get("/api/search", params={"q": "the"}).json()["neurons"][0]["neuron"]
         page.screenshot(path=str(shots / "browse-search.png"))
+        text = "The cat <b>sat</b> on the mat."
+        page.goto(server + f"/neuron/{site}/{index}")
+        page.fill("#text", text)
+        page.click("#run")
+        page.wait_for_selector("#live-result .ex")
+        live = page.locator("#live-result span.tok")
+        ids = llama.tokenizer(text)["input_ids"]
+        assert live.evaluate_all("els => els.map(e => e.textContent)") == [
+            llama.tokenizer.decode([i]).replace(" ", "·") for i in ids]
+        want = llama.capture([text], [site])[site][0, :, int(index)].tolist()
+        got = [float(t) for t in live.evaluate_all("els => els.map(e => e.title)")]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        page.screenshot(path=str(shots / "browse-live.png"))
         browser.close()
 
 

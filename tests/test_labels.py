@@ -140,3 +140,55 @@ def test_pool_positions():
     assert pooled.shape == (4, 2) and pooled.dtype == torch.float32
     torch.testing.assert_close(pooled[0], torch.tensor([0.2, 3.0]))
     assert torch.equal(pooled[2], vals[3]) and pooled[1].isnan().all() and pooled[3].isnan().all()
+
+
+# --------------------------------------------------------------------------- user tables (--contrast labels --table)
+def _table_labels(tok, tmp_path, frame, column, sep=","):
+    from lamina.analyses.tuning import contrasts as C
+
+    path = tmp_path / ("t.tsv" if sep == "\t" else "t.csv")
+    frame.to_csv(path, index=False, sep=sep)
+    return C.labels(tok, label_column=column, table=path, counts=np.ones(len(tok)))
+
+
+def test_a_table_with_empty_text_cells_is_refused_with_their_rows(tok, tmp_path):
+    import pandas as pd
+
+    from lamina.errors import InputError
+
+    frame = pd.DataFrame({"text": ["good film", None, "great day", "   ", "awful day"], "y": [1, 0, 1, 0, 0]})
+    with pytest.raises(InputError, match=r"empty 'text' in row\(s\) 2, 4 \(data rows"):
+        _table_labels(tok, tmp_path, frame, "y")
+
+
+def test_empty_labels_are_left_out_and_counted(tok, tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["good film", "bad film", "great day", "awful day", "a day", "one film"],
+                          "y": ["pos", "neg", None, "pos", "", "neg"]})
+    s = _table_labels(tok, tmp_path, frame, "y")
+    assert s.rows["text"].tolist() == [0, 1, 3, 5] and s.group_sizes() == {"pos": 2, "neg": 2}
+    assert "2 sample(s) with an empty 'y' left out (--table rows 3, 5)" in s.notes
+    valued = _table_labels(tok, tmp_path, frame, "y=pos")            # COLUMN=VALUE: empty is not "not pos"
+    assert valued.group_sizes() == {"pos": 2, "not pos": 2}
+    assert "2 sample(s) with an empty 'y' left out (--table rows 3, 5)" in valued.notes
+
+
+@pytest.mark.parametrize("column", ["my label", "1st", "class", "text-kind", "ümlaut"])
+def test_any_column_name_works(tok, tmp_path, column):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["good film", "bad film", "great day", "awful day"], column: [1, 0, 1, 0]})
+    s = _table_labels(tok, tmp_path, frame, column, sep="\t")
+    assert s.group_sizes() == {column: 2, f"not {column}": 2} and s.label_name == column
+    assert s.rows["label"].tolist() == [True, False, True, False]
+
+
+def test_a_missing_column_is_named_in_quotes(tok, tmp_path):
+    import pandas as pd
+
+    from lamina.errors import InputError
+
+    frame = pd.DataFrame({"text": ["a b", "c d"], "my label": [1, 0]})
+    with pytest.raises(InputError, match="unknown label column 'my labels'; --table t.csv has text, my label"):
+        _table_labels(tok, tmp_path, frame, "my labels")

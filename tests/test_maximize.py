@@ -138,7 +138,7 @@ def test_top_examples_find_the_planted_token(planted):
     assert all(lo <= hi for lo, hi in edges) and edges[-1][1] == n["max"]
     assert all(b["lo"] <= e["value"] <= b["hi"] for b in n["quantiles"] for e in b["examples"])
     html = render_neuron_page(result.model, n)
-    assert "Top 3 examples" in html and "&nbsp;cat" in html
+    assert "Top 3 examples" in html and '<span class="mark">·</span>cat' in html
     assert (level(5.0, 10.0), level(-1.0, 10.0), level(10.0, 10.0)) == (5, 0, 10)
 
 

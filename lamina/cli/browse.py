@@ -49,9 +49,15 @@ def browse_command(
     tune: Optional[List[Path]] = typer.Option(None, "--tune", callback=path_check("input_folder"), help="A `lamina tune` output folder (repeatable)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to serve on."),
+    allow_remote: bool = typer.Option(False, "--allow-remote",
+                                      help="Allow a --host other than loopback (anyone reaching the port reads the store)."),
 ):
     """A local web app over a store's index: overview, neuron tables, neuron pages, token search, JSON API."""
     from lamina.browse.app import serve
+    from lamina.browse.guard import check_bind
 
-    console.print(f"lamina browse: http://{host}:{port}/  (Ctrl-C to stop)")
-    serve(store, tune or (), host=host, port=port)
+    warning = check_bind(host, port, allow_remote)
+    if warning:
+        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    serve(store, tune or (), host=host, port=port, allow_remote=allow_remote,  # the store is checked first
+          ready=lambda: console.print(f"lamina browse: http://{host}:{port}/  (Ctrl-C to stop)"))

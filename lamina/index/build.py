@@ -9,12 +9,16 @@ examples, written beside the store (DIR/index/) for `lamina browse` and for scri
     each shard is indexed alone and merged in, so an index never depends on which worker wrote a shard;
     then one gather pass reads the context window (token ids and the neuron's values) of every example.
 
-Files: index/index.json (settings), index/SITE.safetensors (arrays, neuron first: a page reads one slice),
-index/neurons.parquet (one row per neuron of every site: the table the browser sorts and filters).
+Files: index/index.json (settings, and the key and row count of the store it indexes), index/SITE.safetensors
+(arrays, neuron first: a page reads one slice), index/neurons.parquet (one row per neuron of every site: the
+table the browser sorts and filters). The index is written whole into a temporary folder beside its place and
+renamed into it, so an interrupted (re-)index leaves the old index whole or the new one, never a mix.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ from tqdm.auto import tqdm
 
 from lamina.data.windows import POSITION_BITS
 from lamina.errors import InputError
+from lamina.store.lock import process_alive
 from lamina.reservoir import RowReservoir
 from lamina.runningstats import RunningHistogram, RunningMoments, RunningTopK
 from lamina.store.columns import chunks, find_rows, gather, shard_spans
@@ -142,8 +147,52 @@ def write_index(store, out: str | Path | None = None, settings: IndexSettings = 
     if settings.k < 1 or settings.reservoir < 1 or min(settings.before, settings.after, settings.n_quantiles) < 0:
         raise InputError("IndexSettings: k and reservoir must be at least 1; before, after and n_quantiles at least 0")
     t0 = time.perf_counter()
-    out = Path(out) if out is not None else store.folder / INDEX
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out) if out is not None else store.folder / INDEX
+    check_replaceable(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(final)
+    out = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    try:
+        _write_files(store, out, settings, sites, progress, t0)
+        replace_folder(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return final
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse an --out that holds anything but an earlier index (its files would be replaced)."""
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / "index.json").exists())):
+        raise InputError(f"{folder} exists and is not a neuron index; give another --out")
+
+
+def remove_stale_partials(final: Path) -> None:
+    """Temporary folders of index runs that were killed (their process is gone); an old index moved aside by a
+    run killed between its two renames goes back into place."""
+    for kind in ("partial", "old"):
+        for path in final.parent.glob(f".{final.name}.{kind}-*"):
+            pid = path.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or process_alive(int(pid)):
+                continue
+            if kind == "old" and not final.exists():
+                os.rename(path, final)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Move the finished folder `new` to `final`, the old one aside first and removed after."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.rename(final, old)
+    os.rename(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_files(store, out: Path, settings: IndexSettings, sites, progress: bool, t0: float) -> None:
     states = index_states(store, settings, sites, progress=progress)
     tables = []
     for site, st in tqdm(states.items(), desc="examples", disable=not progress):
@@ -179,5 +228,4 @@ def write_index(store, out: str | Path | None = None, settings: IndexSettings = 
     meta = {"store": str(store.folder.resolve()), "store_key": store.manifest["key"], "model": store.manifest["settings"]["model"],
             "sites": list(states), "n_rows": store.n_rows, "settings": asdict(settings),
             "seconds": round(time.perf_counter() - t0, 2)}
-    (out / "index.json").write_text(json.dumps(meta, indent=1))
-    return out
+    (out / "index.json").write_text(json.dumps(meta, indent=1))  # last: a folder without it is no index

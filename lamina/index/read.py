@@ -9,23 +9,61 @@ import numpy as np
 from safetensors import safe_open
 
 from lamina.data.windows import split_row_id
-from lamina.errors import InputError, SiteError
+from lamina.errors import InputError, SiteError, StoreError
+from lamina.store.manifest import check_site_name
 
 SCALARS = ("mean", "std", "min", "max", "frac_pos")
+COUNTS = ("k", "before", "after", "reservoir", "n_quantiles", "per_quantile")  # settings read back: ints >= 0
+
+
+def check_meta(meta, folder: Path) -> dict:
+    """index.json's fields, checked (types, ranges, site names that are plain file names); StoreError if not."""
+    def bad(what: str):
+        raise StoreError(f"{folder / 'index.json'}: {what}; rebuild it with `lamina index STORE`")
+
+    if not isinstance(meta, dict):
+        bad("not a JSON object")
+    sites, settings = meta.get("sites"), meta.get("settings")
+    if not isinstance(sites, list) or not sites:
+        bad("'sites' is not a list of sites")
+    for site in sites:
+        problem = check_site_name(site)
+        if problem:
+            bad(problem)
+        if not (folder / f"{site}.safetensors").is_file():
+            bad(f"the file of site {site!r} is missing")
+    if not isinstance(settings, dict):
+        bad("'settings' is not an object")
+    for key in COUNTS:
+        value = settings.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1 << 20:
+            bad(f"settings.{key} is {value!r}, not a count")
+    if not isinstance(meta.get("store_key"), str) or not isinstance(meta.get("n_rows"), int):
+        bad("it does not record the store it indexes (store_key, n_rows)")
+    return meta
 
 
 class NeuronIndex:
-    """An index folder written by `lamina index` (default STORE/index)."""
+    """An index folder written by `lamina index` (default STORE/index); with `store`, refused unless it was
+    built from that store (the same key and row count)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, store=None):
         folder = Path(folder)
         if not (folder / "index.json").exists() and (folder / "index" / "index.json").exists():
             folder = folder / "index"  # the store folder was given
         if not (folder / "index.json").exists():
             raise InputError(f"{folder} has no neuron index; build one with `lamina index STORE`")
         self.folder = folder
-        self.meta = json.loads((folder / "index.json").read_text())
+        try:
+            meta = json.loads((folder / "index.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise StoreError(f"{folder / 'index.json'} is unreadable or not JSON; rebuild it with "
+                             "`lamina index STORE`") from None
+        self.meta = check_meta(meta, folder)
         self.settings = self.meta["settings"]
+        if store is not None and (self.meta["store_key"] != store.manifest["key"]
+                                  or self.meta["n_rows"] != store.n_rows):
+            raise StoreError(f"index built for another store: run `lamina index {store.folder}` again")
 
     @property
     def sites(self) -> list[str]:

@@ -27,9 +27,11 @@ def check_sites(store, sites) -> None:
 
 
 def shard_spans(store) -> list[tuple[int, int, int]]:
-    """(shard index, first global row, rows) of every complete shard, in row order."""
+    """(shard index, first global row, rows) of every complete shard, in row order; each shard verified
+    (checksum and header, once per process: `ActivationStore.verify`) before its rows are trusted."""
     spans, start = [], 0
     for index in sorted(store.shards):
+        store.verify(index)
         n = store.shards[index]["n_rows"]
         spans.append((index, start, n))
         start += n
@@ -41,9 +43,8 @@ def shard_spans(store) -> list[tuple[int, int, int]]:
 def width(store, site: str) -> int:
     """Values per row of one stored site (from a shard header; nothing is read)."""
     check_sites(store, [site])
-    index = shard_spans(store)[0][0]
-    with safe_open(str(shard_path(store.folder, index)), framework="pt") as f:
-        return int(f.get_slice(site).get_shape()[1])
+    shard_spans(store)
+    return store.width(site)
 
 
 def chunks(store, keys, neurons=None, rows: int = CHUNK_ROWS, shards=None) -> Iterator[tuple[int, dict]]:

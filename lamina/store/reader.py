@@ -1,8 +1,8 @@
 """Reading an activation store: one site at a time, memory-mapped, plus the token table.
 
-Every shard is checked against its sidecar's size and sha256 before its first use in a process
-(`shards.verify_shard`), so a corrupted, truncated or missing shard raises `StoreError` instead of
-returning wrong numbers.
+Every shard is checked against its sidecar's size and sha256, and its header against the sidecar's row count
+and the store's sites, dtype and widths, before its first use in a process (`shards.verify_shard`), so a
+corrupted, truncated, missing or mismatched shard raises `StoreError` instead of returning wrong numbers.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 
 from lamina.errors import InputError, SiteError, StoreError
 from lamina.store.manifest import read_manifest
-from lamina.store.shards import bad_sidecars, check_shards, complete_shards, shard_path, verify_shard
+from lamina.store.shards import bad_sidecars, check_shards, complete_shards, shard_header, shard_path, verify_shard
 
 class ActivationStore:
     """A store folder: `read(site)` -> [rows, ...] over all complete shards, `tokens()` -> DataFrame."""
@@ -22,7 +22,26 @@ class ActivationStore:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
-        self.shards = complete_shards(self.folder)
+        n_shards = self.manifest["n_shards"]
+        self.shards = {i: info for i, info in complete_shards(self.folder).items() if i < n_shards}
+        self._expect: dict | None = None
+
+    @property
+    def expect(self) -> dict:
+        """What every shard's header must hold: the manifest's sites and dtype, the first shard's widths."""
+        if self._expect is None:
+            expect = {"sites": self.sites, "storage_dtype": self.manifest["settings"]["storage_dtype"], "widths": None}
+            if self.shards:
+                first = min(self.shards)
+                verify_shard(self.folder, first, self.shards[first], expect)
+                header = shard_header(shard_path(self.folder, first))
+                expect["widths"] = {site: header[site][1][1] for site in self.sites}
+            self._expect = expect
+        return self._expect
+
+    def verify(self, index: int) -> None:
+        """Raise `StoreError` unless shard `index` is sound (checksum, header; once per process and file)."""
+        verify_shard(self.folder, index, self.shards[index], self.expect)
 
     @property
     def sites(self) -> list[str]:
@@ -44,7 +63,7 @@ class ActivationStore:
         parts = []
         for index in sorted(self.shards):
             path = shard_path(self.folder, index)
-            verify_shard(self.folder, index, self.shards[index])
+            self.verify(index)
             try:
                 with safe_open(str(path), framework="pt") as f:
                     # get_slice reads only the requested columns' bytes of this one tensor
@@ -83,10 +102,9 @@ class ActivationStore:
         """Values per token of `site` in this store (q/k/v: heads * d_head), from the first shard's header."""
         if not self.shards:
             raise InputError(f"{self.folder} has no complete shard yet")
-        index = min(self.shards)
-        verify_shard(self.folder, index, self.shards[index])
-        with safe_open(str(shard_path(self.folder, index)), framework="pt") as f:
-            return int(f.get_slice(site).get_shape()[1])
+        if site not in self.sites:
+            raise SiteError(f"site {site} is not in this store; it holds {', '.join(self.sites)}")
+        return int(self.expect["widths"][site])
 
     def numpy(self, site: str, neurons=None) -> np.ndarray:
         return self.read(site, neurons).float().numpy()
@@ -107,5 +125,10 @@ class ActivationStore:
         })
 
     def check(self) -> list[str]:
-        """Checksums and sizes of every shard; a list of problems (empty when the store is sound)."""
-        return check_shards(self.folder)
+        """Checksums, sizes and headers of every shard; a list of problems (empty when the store is sound)."""
+        try:
+            expect = self.expect
+        except StoreError:                        # the first shard itself is unsound: check it without widths
+            expect = {"sites": self.sites, "storage_dtype": self.manifest["settings"]["storage_dtype"],
+                      "widths": None}
+        return check_shards(self.folder, expect, self.manifest["n_shards"])

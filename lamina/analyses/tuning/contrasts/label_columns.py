@@ -68,6 +68,7 @@ def labels(tokenizer, label_column: str | None = None, table=None, docs=None, wo
     else:
         texts, samples = _user_table(tokenizer, table, column, max_length, counts, tuple(unit_columns or ()))
         reading = f"one sample per row of {Path(table).name}, at its position column or final token"
+    samples, empty_note = _drop_empty_labels(samples, column, from_table=table is not None)
     if value:
         lab, kind, groups = samples[column].astype(str) == value, "binary", (value, f"not {value}")
     else:
@@ -78,9 +79,30 @@ def labels(tokenizer, label_column: str | None = None, table=None, docs=None, wo
     type_column = "word" if table is None and column in WORD_COLUMNS else "token"
     rows = finish_rows(samples, type_column)
     rows, notes = subsample(rows, max_per_group, seed) if kind == "binary" else (rows, [])
+    notes = [empty_note, *notes] if empty_note else notes
     units = CORPUS_UNITS if table is None else tuple(unit_columns or ())
     return SampleSet("labels", texts, rows, kind, groups, label_column, reading, word_pooling=word_pooling,
                      max_length=max_length, notes=notes, units=units)
+
+
+def _is_empty(values: pd.Series) -> np.ndarray:
+    """Cells that hold nothing: missing (NaN, None) or only white space."""
+    return (values.isna() | values.astype(str).str.strip().eq("")).to_numpy()
+
+
+def _rows_text(rows) -> str:
+    rows = [int(r) for r in rows]
+    return ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+
+
+def _drop_empty_labels(samples: pd.DataFrame, column: str, from_table: bool):
+    """Samples without those whose label is empty, and the note that counts them (None when there are none)."""
+    empty = _is_empty(samples[column])
+    if not empty.any():
+        return samples, None
+    where = f" (--table rows {_rows_text(samples['text'][empty] + 1)})" if from_table else ""
+    return (samples[~empty].copy(),
+            f"{int(empty.sum())} sample(s) with an empty '{column}' left out{where}")
 
 
 def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_columns: tuple = ()):
@@ -105,13 +127,17 @@ def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_colu
         if u in SAMPLE_COLUMNS or u == column:
             raise InputError(f"--unit-column '{u}' is a name lamina uses for its own sample columns; rename it "
                              f"in the table (reserved: {', '.join(SAMPLE_COLUMNS)})")
+    empty = np.flatnonzero(_is_empty(df["text"]))
+    if len(empty):
+        raise InputError(f"--table {path.name} has an empty 'text' in row(s) {_rows_text(empty + 1)} (data rows, "
+                         "counting from 1): fill them or remove those rows")
     rows = []
-    for i, r in enumerate(df.itertuples(index=False)):
-        text = str(getattr(r, "text"))
+    for i in range(len(df)):  # by column name, not itertuples: any column name works ("my label", "1st")
+        text = str(df["text"].iat[i])
         ids, _, special = encode_text(tokenizer, text, max_length)
-        p = int(getattr(r, "position")) if "position" in df.columns else last_real(special)
+        p = int(df["position"].iat[i]) if "position" in df.columns else last_real(special)
         if not 0 <= p < len(ids) or special[p]:
             raise InputError(f"--table row {i + 1}: position {p} is not a token of its text (0-{len(ids) - 1})")
-        rows.append({"text": i, "positions": (p,), "position": p, column: getattr(r, column),
+        rows.append({"text": i, "positions": (p,), "position": p, column: df[column].iat[i],
                      **{u: df[u].iat[i] for u in unit_columns}, **token_fields(tokenizer, ids, p, counts)})
     return [str(t) for t in df["text"]], pd.DataFrame(rows)
