@@ -90,3 +90,16 @@ def test_tune_settings_count_the_texts_and_tokens_read(llama, tmp_path):
     texts = [f"The next word is {w}." for w in words[0] + words[1]]
     assert read == {"texts": 12, "samples": 12, "documents": 12,
                     "tokens": sum(len(llama.tokenizer(t)["input_ids"]) for t in texts)}
+
+
+def test_the_browser_overview_counts_the_documents_read(llama, corpus, tmp_path):
+    """The overview says 4 documents read of the corpus's 10, not the corpus's size."""
+    from lamina.browse.data import BrowseData
+    from lamina.index.build import IndexSettings, write_index
+
+    docs, budget, tokens, _ = corpus
+    store = extract(llama, docs, ["mlp_post.1"], tmp_path / "s", context=64, max_tokens=budget, dtype="float32",
+                    progress=False)
+    write_index(store, settings=IndexSettings(k=2), progress=False)
+    overview = BrowseData(tmp_path / "s").overview()
+    assert (overview["n_tokens"], overview["n_docs"], overview["n_docs_corpus"]) == (tokens, 4, 10)

@@ -20,6 +20,7 @@ from lamina.errors import InputError, SiteError
 from lamina.index import NeuronIndex
 from lamina.store import ActivationStore
 from lamina.store.columns import chunks, gather
+from lamina.store.manifest import stored_counts
 
 SEARCH_OCCURRENCES = 4096  # occurrences of a token read per search (the first ones in corpus order)
 
@@ -169,7 +170,9 @@ class BrowseData:
             rms = float(np.sqrt((t["std"] ** 2 + t["mean"] ** 2).mean()))
             sites.append({"site": site, "neurons": len(t), "max": float(t["max"].max()), "rms": rms,
                           "median_std": float(t["std"].median())})
-        return {"model": self.model, "n_tokens": self.store.n_rows, "n_docs": len(self.store.manifest["doc_ids"]),
+        counts = stored_counts(self.store.manifest)   # what the store read, not the corpus's size
+        return {"model": self.model, "n_tokens": self.store.n_rows, "n_docs": counts["documents_read"],
+                "n_docs_corpus": counts["documents_in_corpus"],
                 "context": s["context"], "storage_dtype": s["storage_dtype"], "sites": sites,
                 "index": self.index.settings}
 
