@@ -271,3 +271,22 @@ def test_cli_bad_control_exits_2_with_one_line(tmp_path, extra, message):
                                  "--label-column", "label", "--layers", "0", "--permutations", "0"] + extra)
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_tune_with_permutation_p_end_to_end(tmp_path):
+    """--p permutation: each neuron's p is a randomization p at the unit, with enough draws for BH over the
+    layer (B = ceil(m / alpha) - 1), the analytic p kept beside it."""
+    path = _table(tmp_path)
+    result = runner.invoke(app, ["tune", "--model", "random:llama", "--contrast", "labels", "--table", str(path),
+                                 "--label-column", "label", "--layers", "0", "--site", "resid_post", "--unit-column",
+                                 "word", "--control", "template", "--p", "permutation", "--permutations", "0",
+                                 "--no-probes", "--reference-permutations", "0", "--cv", "3", "--json",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    r = report["settings"]["randomization"]
+    neurons = pd.read_csv(tmp_path / "out" / "neurons.csv")
+    m = int(neurons["p"].notna().sum())
+    assert r["draws_per_layer"] == permutations_for(m, 0.05) and r["failed_draws"] == 0
+    assert r["distinct_labellings"] == 924  # C(12 words, 6 positive)
+    assert (neurons["p"] >= 1 / (r["draws_per_layer"] + 1) - 1e-12).all() and "p_analytic" in neurons

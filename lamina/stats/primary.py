@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from lamina.stats.checks import check_activations, is_constant, paired_halves
-from lamina.stats.clustered import (ClusterDesign, LabelExplainedError, cluster_codes, partial_r, prepare_columns,
+from lamina.stats.clustered import (ClusterDesign, LabelExplainedError, cluster_codes, cluster_ols, prepare_columns,
                                     singletons, slope_tests)
 from lamina.stats.neuron_tests import contrast_tests, correlation_tests, r_pvalue, residualise
 
@@ -76,14 +76,12 @@ def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
             return pd.DataFrame({"t": t, "p": ct["partial_p"], "r": ct["r"], "partial_r": ct["partial_r"]})
         return pd.DataFrame({"t": ct["r"] * np.sqrt((len(y) - 2) / (1 - ct["r"] ** 2)), "p": ct["p"], "r": ct["r"],
                              "partial_r": np.nan})
-    cd = design.cluster_design(X.shape[0])
-    Xr, C, k = prepare_columns(X, design.control)
-    out = slope_tests(Xr, np.asarray(y, dtype=float), cd, C, k, design.vcov)
+    clusters = list(design.clusters) or [np.arange(X.shape[0])]   # controls alone: one cluster per sample
+    out = cluster_ols(X, np.asarray(y, dtype=float), clusters, design.control, design.vcov)
     constant = is_constant(X)
-    df = pd.DataFrame({c: np.where(constant, np.nan, out[c]) for c in ("coef", "se", "t", "p")})
-    df["df"] = out["df"]
+    df = pd.DataFrame({c: np.where(constant, np.nan, out[c]) for c in ("coef", "se", "t", "p", "df")})
     if design.kind == "continuous":
-        df["partial_r"] = partial_r(Xr, np.asarray(y, dtype=float), C)
+        df["partial_r"] = out["partial_r"]
         df["r"] = correlation_tests(X, y)["r"].to_numpy()
     df.index.name = "neuron"
     return df

@@ -16,7 +16,7 @@ from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.stats import (PrimaryDesign, contrast_tests, correlation_tests, logistic_tests, primary_test,
                           replication_split, sparse_probe, token_identity_control)
 from lamina.stats.checks import TooFewSamplesError
-from lamina.stats.clustered import LabelExplainedError, partial_r, prepare_columns, slope_tests
+from lamina.stats.clustered import LabelExplainedError, cluster_ols
 
 
 def confound_columns(samples: SampleSet) -> list[str]:
@@ -70,13 +70,12 @@ def layer_binary(X, samples: SampleSet, design: PrimaryDesign, cv: int, ks, rank
         df["logit_p"], df["logit_p_wald"] = lt["p"], lt["p_wald"]
         C = samples.rows[confound_columns(samples)].to_numpy(float) if confound_columns(samples) else None
         if C is not None:
-            cd = design.cluster_design(X.shape[0])
             try:
-                if cd is not None:
+                if design.cluster_design(X.shape[0]) is not None:  # the primary test's regression, + confounds
                     both = C if design.control is None else np.column_stack([C, design.control])
-                    Xr, Cc, k = prepare_columns(X, both)
-                    pc = slope_tests(Xr, y.astype(float), cd, Cc, k, design.vcov)
-                    df["controlled_r"], df["controlled_p"] = partial_r(Xr, y.astype(float), Cc), pc["p"]
+                    pc = cluster_ols(X, y.astype(float), list(design.clusters) or [np.arange(len(y))], both,
+                                     design.vcov)
+                    df["controlled_r"], df["controlled_p"] = pc["partial_r"], pc["p"]
                 else:
                     pc = correlation_tests(X, y.astype(float), control=C)
                     df["controlled_r"], df["controlled_p"] = pc["partial_r"], pc["partial_p"]
