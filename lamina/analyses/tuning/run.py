@@ -132,6 +132,8 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
     stated.update(failures)
     if ts.p == "permutation":
         stated["randomization"] = randomization
+        stated["statement"] += (f" P-values: randomization p at the unit ({randomization['draws_per_layer']} null "
+                                "labellings per layer), the analytic p kept as p_analytic.")
     stated["seconds"] = {"capture": round(t_capture, 1), "total": round(time.perf_counter() - t0, 1)}
     for table in (laminar, top):  # every output states its test, unit and family
         table["test"], table["unit"], table["family"] = stated["test"], stated["unit"], stated["family_description"]
