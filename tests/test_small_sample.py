@@ -257,7 +257,11 @@ def test_table_columns_named_like_lamina_columns_work(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["settings"]["unit"] == "word" and "fixed effects of template" in report["settings"]["test"]
-    assert report["settings"]["unit_counts"] is not None
+    assert report["settings"]["unit_counts"] is not None and report["settings"]["null_draws_failed"] == 0
+    crossed = runner.invoke(app, base + ["--unit-column", "word", "--unit-column", "template"])
+    assert crossed.exit_code == 0, crossed.output
+    notes = json.loads(crossed.stdout[crossed.stdout.index("{"):])["settings"]["notes"]
+    assert any("unit 'template' has 3 levels" in n and "--control template" in n for n in notes), notes
 
 
 @pytest.mark.parametrize("extra,message", [
