@@ -51,14 +51,17 @@ class PrimaryDesign:
         return PrimaryDesign(self.kind, self.paired, self.unit_names, tuple(np.asarray(c)[idx] for c in self.clusters),
                              None if self.control is None else self.control[idx], self.control_names, self.vcov)
 
+    @property
+    def regression(self) -> bool:
+        """Whether the primary test is the cluster-robust slope: units to cluster on, or fixed effects."""
+        return not self.paired and bool(self.clusters or self.control_names)
+
     def cluster_design(self, n: int) -> ClusterDesign | None:
         """The clustering the slope test uses: the units, or one cluster per sample when only controls (fixed
         effects) call for the regression; None for the paired and plain occurrence tests."""
-        if self.paired:
+        if not self.regression:
             return None
-        if self.clusters:
-            return ClusterDesign.build(self.clusters, n)
-        return singletons(n) if self.control_names else None
+        return ClusterDesign.build(self.clusters, n) if self.clusters else singletons(n)
 
 
 def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
@@ -67,7 +70,7 @@ def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
     X = check_activations(X)
     if design.paired:
         return contrast_tests(X, y, paired=True)[["t", "p"]]
-    if design.cluster_design(X.shape[0]) is None:
+    if not design.regression:
         if design.kind == "binary":
             return contrast_tests(X, y, mwu=False)[["t", "p"]]
         ct = correlation_tests(X, y, design.control)

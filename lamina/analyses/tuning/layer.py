@@ -71,7 +71,7 @@ def layer_binary(X, samples: SampleSet, design: PrimaryDesign, cv: int, ks, rank
         C = samples.rows[confound_columns(samples)].to_numpy(float) if confound_columns(samples) else None
         if C is not None:
             try:
-                if design.cluster_design(X.shape[0]) is not None:  # the primary test's regression, + confounds
+                if design.regression:  # the primary test's regression, plus the confounds
                     both = C if design.control is None else np.column_stack([C, design.control])
                     pc = cluster_ols(X, y.astype(float), list(design.clusters) or [np.arange(len(y))], both,
                                      design.vcov)
