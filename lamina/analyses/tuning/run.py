@@ -81,9 +81,9 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
     if site in SINK_KINDS and not ts.keep_first_token:
         samples = drop_first_token(samples)
     design = design_for(samples, ts.unit, ts.control)
-    for note in few_levels_notes(samples, design):  # one line: which factor sets the df, and what to do
-        sys.stderr.write(f"note: {note}\n")
-        samples = dataclasses.replace(samples, notes=samples.notes + [note])
+    few = few_levels_notes(samples, design)  # one line each: which factor sets the df, and what to do
+    if few:  # in the notes: printed under the CLI's table, and in tuning.json
+        samples = dataclasses.replace(samples, notes=samples.notes + few)
     check_sizes(samples, cv, design)
     groups = cv_groups(samples, design)
     acts = source.activations(samples, sites, ts.batch_size, progress)
@@ -103,6 +103,8 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
         extras.append(extra)
     if ts.p == "permutation":  # randomization inference at the unit: each neuron's p among null labellings
         randomization = _permutation_p(acts, sites, frames, samples, design, ts)
+        if "note" in randomization:  # fewer distinct labellings than draws: the smallest p is bounded
+            samples = dataclasses.replace(samples, notes=samples.notes + [randomization["note"]])
     neurons = pd.concat(frames, ignore_index=True)
     neurons.insert(2, "name", [f"{site}.{L}:{i}" for L, i in zip(neurons["layer"], neurons["neuron"])])
     bh, bonf = _correct(neurons, ts.fdr_family, ts.alpha)
@@ -167,7 +169,7 @@ def _permutation_p(acts, sites, frames, samples: SampleSet, design: PrimaryDesig
     n = permutations_for(max(m, 1), ts.alpha)
     failed = 0
     for s, f in zip(sites, frames):
-        res = permutation_pvalues(acts[s], samples.y, design, n, ts.seed + 7919)
+        res = permutation_pvalues(acts[s], samples.y, design, n, ts.seed + 7919)  # draws apart from the count null's
         f["p_analytic"] = f["p"].to_numpy()
         f["p"] = res.p
         failed += res.n_failed
@@ -177,7 +179,6 @@ def _permutation_p(acts, sites, frames, samples: SampleSet, design: PrimaryDesig
     if labellings < n:
         info["note"] = (f"the design has only {labellings:.0f} distinct labellings at its unit, fewer than the "
                         f"{n} draws: the smallest p it can give is about {1 / labellings:.2g}")
-        sys.stderr.write(f"note: {info['note']}\n")
     return info
 
 
