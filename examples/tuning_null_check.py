@@ -5,15 +5,19 @@ carry no signal, at the real unit of replication? And what do the real nouns-vs-
 
 One capture of the nouns-verbs samples (every spaCy NOUN / VERB word of corpus paragraphs adding up to
 --max-tokens model tokens; all words, no per-group cap), then for each labelling the count of BH-significant
-mlp_post neurons per layer (q < 0.05 within each layer) under two tests:
-    clustered   lamina's default: OLS with two-way cluster-robust SEs by word type x paragraph
-    occurrence  the old default: Welch's t, every occurrence independent (`lamina tune --unit occurrence`)
-Labellings: the real labels; one random label per word type (3 seeds); one random label per paragraph
-(3 seeds); and the real labels on a random-weights model of the same shape (lamina.models.random_like).
+mlp_post neurons per layer (q < 0.05 within each layer) under three tests:
+    clustered   lamina's default: OLS with two-way cluster-robust SEs by word type x paragraph, CR2 with
+                Bell-McCaffrey df (lamina.stats.clustered)
+    CR1         the same regression with the old CRV1 SEs and G-1 df
+    occurrence  the oldest default: Welch's t, every occurrence independent (`lamina tune --unit occurrence`)
+Labellings: the real labels; one random label per word type (3 seeds); a rare random class (2% of the word
+types, 3 seeds); one random label per paragraph (3 seeds); and the real labels on a random-weights model of
+the same shape (lamina.models.random_like).
 The real labels also get both tests' permutation nulls (labels permuted among word types; over occurrences).
 Writes a JSON and a markdown table to --out.
 """
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from lamina.sites import parse_layers
 from lamina.analyses.tuning.run import design_for
 from lamina.models import random_like
 from lamina.stats import count_per_layer, label_draws, null_band, null_pvalues, primary_test
+from lamina.stats.nulls import null_counts
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--max-tokens", type=int, default=30000)
@@ -33,27 +38,31 @@ ap.add_argument("--layers", default="0,5,10,13,15,20,25,29")
 ap.add_argument("--permutations", type=int, default=50)
 ap.add_argument("--site", default="mlp_post")
 ap.add_argument("--out", default="lamina-out/tuning-null-check")
+ap.add_argument("--model", default=None, help="Model spec (default: the embedded model).")
 ap.add_argument("--cache", default=None, help="Folder to keep the captured activations in (a re-run reuses them).")
 args = ap.parse_args()
 
-lm = lamina.load()
+lm = lamina.load(args.model) if args.model else lamina.load()
 samples = nouns_verbs(lm.tokenizer, max_tokens=args.max_tokens)
 layers = parse_layers(args.layers, lm.n_layers)
 sites = lm.sites([f"{args.site}.{L}" for L in layers])
 clustered = design_for(samples)
+cr1 = dataclasses.replace(clustered, vcov="CR1")
 occurrence = design_for(samples, "occurrence")
+TESTS = {"clustered": clustered, "CR1": cr1, "occurrence": occurrence}
 rows = samples.rows
 print(f"{len(rows)} samples ({samples.group_sizes()}), units {samples.unit_counts()}", flush=True)
 
 
 def counts(acts, y, design) -> list[int]:
-    return [int(count_per_layer([np.nan_to_num(primary_test(acts[s.name], y, design)["p"].to_numpy(), nan=1.0)],
-                                "layer", 0.05)[0]) for s in sites]
+    """BH-significant neurons per layer; the family is the tested neurons (lamina.stats.nulls' NaN-p rule)."""
+    ps = [primary_test(acts[s.name], y, design)["p"].to_numpy() for s in sites]
+    return [int(count_per_layer([p[~np.isnan(p)]], "layer", 0.05)[0]) for p in ps]
 
 
-def random_per(column: str, seed: int) -> np.ndarray:
+def random_per(column: str, seed: int, share=None) -> np.ndarray:
     levels = rows[column].unique()
-    lab = dict(zip(levels, np.random.default_rng(seed).random(len(levels)) < samples.y.mean()))
+    lab = dict(zip(levels, np.random.default_rng(seed).random(len(levels)) < (share or samples.y.mean())))
     return rows[column].map(lab).to_numpy(bool)
 
 
@@ -61,9 +70,8 @@ def null(acts, y, design, n) -> list[dict]:
     draws = label_draws(y, design, n, seed=0)
     out = []
     for s in sites:
-        P = np.nan_to_num(null_pvalues(acts[s.name], y, design, draws), nan=1.0)
-        c = np.array([count_per_layer([row], "layer", 0.05)[0] for row in P])
-        out.append(null_band(c, 0))
+        c, _ = null_counts([null_pvalues(acts[s.name], y, design, draws)], "layer", 0.05)
+        out.append(null_band(c[:, 0], 0))
     return out
 
 
@@ -93,13 +101,15 @@ def save():
 
 acts = capture(lm, "real")
 y = samples.y
-results["real"] = {"clustered": counts(acts, y, clustered), "occurrence": counts(acts, y, occurrence)}
+results["real"] = {t: counts(acts, y, d) for t, d in TESTS.items()}
 print("real", results["real"], flush=True)
-for column in ("word_type", "paragraph"):
+for column, share in (("word_type", None), ("word_type", 0.02), ("paragraph", None)):
     for seed in (1, 2, 3):
-        yr = random_per(column, seed)
-        key = f"random_per_{column}_seed{seed}"
-        results[key] = {"clustered": counts(acts, yr, clustered), "occurrence": counts(acts, yr, occurrence)}
+        yr = random_per(column, seed, share)
+        if yr.sum() < 3:
+            continue
+        key = f"random_per_{column}{'_rare' if share else ''}_seed{seed}"
+        results[key] = {t: counts(acts, yr, d) for t, d in TESTS.items()}
         print(key, results[key], flush=True)
         save()
 if args.permutations:
@@ -111,7 +121,7 @@ del acts
 save()
 rand = random_like(lm, seed=1)
 acts = capture(rand, "random")
-results["random_weights"] = {"clustered": counts(acts, y, clustered), "occurrence": counts(acts, y, occurrence)}
+results["random_weights"] = {t: counts(acts, y, d) for t, d in TESTS.items()}
 print("random weights", results["random_weights"], flush=True)
 
 save()
@@ -120,7 +130,7 @@ lines = [f"| labels ({width} {args.site} neurons per layer) | test | " + " | ".j
          "| --- | --- | " + " | ".join("---" for _ in layers) + " |"]
 for key, val in results.items():
     if isinstance(val, dict) and "clustered" in val:
-        for test in ("occurrence", "clustered"):
+        for test in TESTS:
             lines.append(f"| {key} | {test} | " + " | ".join(map(str, val[test])) + " |")
 for key in ("null_clustered", "null_occurrence"):
     if key in results:

@@ -37,11 +37,13 @@ def _discoveries(X, y, design) -> int:
 # --------------------------------------------------------------------------- against statsmodels
 @pytest.mark.parametrize("two_way,controls", [(False, False), (True, False), (True, True), (False, True)])
 def test_cluster_ols_matches_statsmodels(two_way, controls):
+    """CR1 (the old test, kept for comparison) is statsmodels' cluster covariance; CR2 is checked against a
+    hand-written dense implementation in tests/test_small_sample.py."""
     rng = np.random.default_rng(0)
     X, y, types, paragraphs = _clustered_data(0, n_types=40, per_type=12, n_paragraphs=25, m=6)
     Cv = rng.normal(size=(len(y), 2)) if controls else None
     groups = [types, paragraphs] if two_way else [types]
-    out = cluster_ols(X, y.astype(float), groups, control=Cv)
+    out = cluster_ols(X, y.astype(float), groups, control=Cv, vcov="CR1")
     D = np.column_stack([np.ones(len(y)), y.astype(float)] + ([Cv] if controls else []))
     g = np.column_stack(groups) if two_way else types
     for j in range(4):

@@ -77,7 +77,7 @@ def test_cli_tune_and_maximize_write_their_settings(tmp_path):
     written = json.loads(tuned.output)["settings"]["tune_settings"]
     assert written == {**dataclasses.asdict(TuneSettings(layers="1", permutations=2, reference_permutations=0,
                                                          probes=False, rank_by=("l1",), unit="default")),
-                       "rank_by": ["l1"], "ks": list(TuneSettings().ks)}
+                       "rank_by": ["l1"], "ks": list(TuneSettings().ks), "control": []}
     maxed = runner.invoke(app, ["maximize", "-m", "random:llama", "-n", "mlp_post.0:1", "--steps", "2", "--seeds", "2",
                                 "--out", str(tmp_path), "--json"])
     assert maxed.exit_code == 0, maxed.output

@@ -46,6 +46,8 @@ def tune(
     batch_size: int = option("--batch-size", TUNE.batch_size, more="Here: texts of 128 tokens (shorter texts: as many as fit in the same tokens)."),
     unit: str = typer.Option("default", "--unit", help="Unit of replication of the primary test: default (word type x paragraph for corpus contrasts, the pair for negation) or occurrence (every sample independent: the old, anti-conservative test)."),
     unit_column: Optional[List[str]] = typer.Option(None, "--unit-column", help="A sample/table column that names the unit of replication (repeat once for two-way clustering), e.g. --unit-column speaker."),
+    control: Optional[List[str]] = typer.Option(None, "--control", help="A sample/table column entered as fixed effects (repeatable): a design factor crossed with the units, e.g. --control template."),
+    p_method: str = typer.Option(TUNE.p, "--p", help="The primary p: analytic (the test's own) or permutation (labels permuted among units, signs flipped for pairs; enough draws for the BH level)."),
     keep_first_token: bool = typer.Option(False, "--keep-first-token", help="resid sites: keep samples read at position 0 (the attention sink; left out by default)."),
     controls: bool = typer.Option(False, "--controls", help="Negative controls beside the result: the same contrast on a random-weights model of the same shape, and for negation the neutral-word insertion."),
     reference_permutations: int = typer.Option(TUNE.reference_permutations, "--reference-permutations", min=0, max=10**6, help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
@@ -121,14 +123,15 @@ def tune(
         contrast, tokenizer, words_a=words_a, words_b=words_b, sentences_a=sentences_a, sentences_b=sentences_b,
         table=table_file, label_column=label_column, word_pooling=word_pooling, read=negation_token,
         max_tokens=max_tokens or None, max_docs=max_docs or None, max_per_group=max_per_group or None, seed=seed,
-        unit_columns=tuple(unit_column or ()))
+        unit_columns=tuple(unit_column or ()), control_columns=tuple(control or ()))
     if texts_out is not None:
         _write_texts(samples, texts_out, model or DEFAULT_MODEL)
         return
     settings = TuneSettings(site=site, layers=layers, permutations=permutations, fdr_family=fdr_family, alpha=alpha,
                             cv=cv, rank_by=tuple(rank_by) if rank_by else TUNE.rank_by, probes=not no_probes,
                             batch_size=batch_size, seed=seed, unit=tuple(unit_column) if unit_column else unit,
-                            keep_first_token=keep_first_token, reference_permutations=reference_permutations)
+                            keep_first_token=keep_first_token, reference_permutations=reference_permutations,
+                            control=tuple(control or ()), p=p_method)
     result = run_tune(lm, samples, settings, progress=not as_json)
     if words_c is not None:  # specificity: C vs the same controls B, its significant set against A's
         _add_specificity(lm, tokenizer, result, settings, words_c, words_b, word_pooling, max_per_group, seed, as_json)

@@ -2,8 +2,10 @@
 
 Three designs (`PrimaryDesign`):
     clustered   samples repeat units (word types, paragraphs): OLS slope of activation on the label (+ the
-                design's controls) with one- or two-way cluster-robust SEs (`lamina.stats.clustered`);
-                the null permutes the label among the first unit's levels (e.g. word types)
+                design's controls) with one- or two-way cluster-robust SEs (`lamina.stats.clustered`: CR2 with
+                Bell-McCaffrey df by default, `vcov="CR1"` the old test); the null permutes the label among the
+                first unit's levels (e.g. word types). A design with controls (fixed effects) but no unit is
+                tested the same way with one cluster per sample (HC2)
     paired      row i of group A is paired with row i of group B: the paired t; the null flips signs
     occurrence  every row independent: Welch's t (binary) or the Pearson / partial correlation
                 (continuous); the null permutes rows
@@ -16,8 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lamina.stats.checks import check_activations, paired_halves
-from lamina.stats.clustered import ClusterDesign, centre_label, cluster_codes, prepare_columns, slope_tests
+from lamina.stats.checks import check_activations, is_constant, paired_halves
+from lamina.stats.clustered import (ClusterDesign, LabelExplainedError, cluster_codes, cluster_ols, prepare_columns,
+                                    singletons, slope_tests)
 from lamina.stats.neuron_tests import contrast_tests, correlation_tests, r_pvalue, residualise
 
 
@@ -29,7 +32,9 @@ class PrimaryDesign:
     paired: bool = False
     unit_names: tuple = ()                    # e.g. ("word_type", "paragraph"); () = each occurrence
     clusters: tuple = field(default=(), repr=False)   # per-sample unit ids, one array per unit name
-    control: np.ndarray | None = field(default=None, repr=False)  # [n, k] covariates (continuous)
+    control: np.ndarray | None = field(default=None, repr=False)  # [n, k] covariates / fixed-effect dummies
+    control_names: tuple = ()                 # the --control columns (fixed effects) behind `control`
+    vcov: str = "CR2"                         # clustered designs: "CR2" (Bell-McCaffrey df) or "CR1" (G-1 df)
 
     @property
     def level(self) -> str:
@@ -44,7 +49,19 @@ class PrimaryDesign:
     def subset(self, idx: np.ndarray) -> "PrimaryDesign":
         """The design restricted to the samples `idx`."""
         return PrimaryDesign(self.kind, self.paired, self.unit_names, tuple(np.asarray(c)[idx] for c in self.clusters),
-                             None if self.control is None else self.control[idx])
+                             None if self.control is None else self.control[idx], self.control_names, self.vcov)
+
+    @property
+    def regression(self) -> bool:
+        """Whether the primary test is the cluster-robust slope: units to cluster on, or fixed effects."""
+        return not self.paired and bool(self.clusters or self.control_names)
+
+    def cluster_design(self, n: int) -> ClusterDesign | None:
+        """The clustering the slope test uses: the units, or one cluster per sample when only controls (fixed
+        effects) call for the regression; None for the paired and plain occurrence tests."""
+        if not self.regression:
+            return None
+        return ClusterDesign.build(self.clusters, n) if self.clusters else singletons(n)
 
 
 def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
@@ -53,7 +70,7 @@ def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
     X = check_activations(X)
     if design.paired:
         return contrast_tests(X, y, paired=True)[["t", "p"]]
-    if not design.clusters:
+    if not design.regression:
         if design.kind == "binary":
             return contrast_tests(X, y, mwu=False)[["t", "p"]]
         ct = correlation_tests(X, y, design.control)
@@ -62,16 +79,12 @@ def primary_test(X, y, design: PrimaryDesign) -> pd.DataFrame:
             return pd.DataFrame({"t": t, "p": ct["partial_p"], "r": ct["r"], "partial_r": ct["partial_r"]})
         return pd.DataFrame({"t": ct["r"] * np.sqrt((len(y) - 2) / (1 - ct["r"] ** 2)), "p": ct["p"], "r": ct["r"],
                              "partial_r": np.nan})
-    cd = ClusterDesign.build(design.clusters, X.shape[0])
-    Xr, C, k = prepare_columns(X, design.control)
-    out = slope_tests(Xr, np.asarray(y, dtype=float), cd, C, k)
-    constant = np.ptp(X, axis=0) == 0
-    df = pd.DataFrame({c: np.where(constant, np.nan, out[c]) for c in ("coef", "se", "t", "p")})
-    df["df"] = out["df"]
+    clusters = list(design.clusters) or [np.arange(X.shape[0])]   # controls alone: one cluster per sample
+    out = cluster_ols(X, np.asarray(y, dtype=float), clusters, design.control, design.vcov)
+    constant = is_constant(X)
+    df = pd.DataFrame({c: np.where(constant, np.nan, out[c]) for c in ("coef", "se", "t", "p", "df")})
     if design.kind == "continuous":
-        xr = centre_label(np.asarray(y, dtype=float), C)
-        with np.errstate(all="ignore"):
-            df["partial_r"] = np.clip(xr @ Xr / (np.linalg.norm(xr) * np.linalg.norm(Xr, axis=0)), -1, 1)
+        df["partial_r"] = out["partial_r"]
         df["r"] = correlation_tests(X, y)["r"].to_numpy()
     df.index.name = "neuron"
     return df
@@ -104,14 +117,19 @@ def label_draws(y, design: PrimaryDesign, n: int, seed: int) -> np.ndarray:
 
 
 def null_pvalues(X, y, design: PrimaryDesign, draws: np.ndarray, chunk: int = 50) -> np.ndarray:
-    """[n_draws, n_neurons] primary-test p-values of X under each null labelling of `label_draws`."""
+    """[n_draws, n_neurons] primary-test p-values of X under each null labelling of `label_draws`. A labelling
+    the test cannot use (the label constant, or explained by the controls) gives a row of NaN: a failed draw,
+    counted by `lamina.stats.nulls`."""
     X = np.asarray(X, dtype=float)
     out = np.empty((len(draws), X.shape[1]))
-    if design.clusters and not design.paired:
-        cd = ClusterDesign.build(design.clusters, X.shape[0])
+    cd = design.cluster_design(X.shape[0])
+    if cd is not None:
         Xr, C, k = prepare_columns(X, design.control)
         for i, lab in enumerate(draws):
-            out[i] = slope_tests(Xr, lab, cd, C, k)["p"] if np.ptp(lab) > 0 else np.nan
+            try:
+                out[i] = slope_tests(Xr, lab, cd, C, k, design.vcov)["p"]
+            except LabelExplainedError:
+                out[i] = np.nan
         return out
     if design.kind == "continuous":  # each draw is a permuted label: partial out the controls, correlate
         C = design.control

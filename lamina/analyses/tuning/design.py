@@ -1,6 +1,8 @@
 """The design of a tuning run, and what the run states about itself.
 
-    design_for / cv_groups   the primary test's unit of replication (stats.PrimaryDesign), the CV folds' groups
+    design_for / cv_groups   the primary test's unit of replication and controls (stats.PrimaryDesign), the CV
+                             folds' groups
+    few_levels_notes         the line a unit with few levels earns (it sets the df; crossed: use --control)
     drop_first_token         the attention-sink samples left out at resid sites
     check_sizes              the fewest samples (and units) per group the requested tests need
     describe_test            the primary test in one sentence, with its unit
@@ -16,19 +18,26 @@ import pandas as pd
 
 from lamina.analyses.sources.base import ActivationSource
 from lamina.analyses.tuning.contrasts import SampleSet
+from lamina.analyses.tuning.contrasts.label_columns import table_column
 from lamina.analyses.tuning.settings import TuneSettings
 from lamina.analyses.tuning.layer import confound_columns, probe_ks
 from lamina.errors import InputError
 from lamina.stats import MIN_GROUP_SIZE, PrimaryDesign, TooFewSamplesError, null_band
+from lamina.stats.clustered import LabelExplainedError, prepare_columns, slope_tests
 
 
-def design_for(samples: SampleSet, unit=None) -> PrimaryDesign:
+def design_for(samples: SampleSet, unit=None, control=(), vcov: str = "CR2") -> PrimaryDesign:
     """The primary test's design: the samples' own units (None / "default"), "occurrence" (every row
-    independent), or one or two row columns (a name, "a,b", or a list)."""
+    independent), or one or two row columns (a name, "a,b", or a list); `control`: row columns entered as
+    fixed effects (design factors crossed with the units, e.g. a sentence template)."""
+    control = tuple(control or ())
     if samples.paired:
         if unit not in (None, "default", "pair", ("pair",), ["pair"]):
             raise InputError(f"{samples.contrast} is a paired design: its unit is the pair (paired t); "
                              "--unit / --unit-column do not apply")
+        if control:
+            raise InputError(f"{samples.contrast} is a paired design: the pair already holds every factor "
+                             "constant; --control does not apply")
         return PrimaryDesign(samples.kind, paired=True, unit_names=("pair",))
     if unit in (None, "default"):
         names = tuple(samples.units)
@@ -39,14 +48,65 @@ def design_for(samples: SampleSet, unit=None) -> PrimaryDesign:
     if len(names) > 2:
         raise InputError(f"give at most two unit columns; got {', '.join(names)}")
     rows = samples.rows
+    both = [c for c in control if c in names]
+    if both:
+        raise InputError(f"'{both[0]}' is given as both --control and --unit-column; a factor is either a unit of "
+                         "replication (clustered) or a design factor crossed with the units (--control)")
     for c in names:
-        if c not in rows:
+        if table_column(rows, c) not in rows:
             raise InputError(f"unknown --unit-column '{c}'; the samples have {', '.join(map(str, rows.columns))}")
-        if rows[c].nunique() < 2:
+        if rows[table_column(rows, c)].nunique() < 2:
             raise InputError(f"unit '{c}' has a single level over the {len(rows)} samples; a test with it as the "
                              "unit needs at least 2 (choose another --unit-column, or --unit occurrence)")
-    control = rows[samples.control].to_numpy(float) if samples.kind == "continuous" and samples.control else None
-    return PrimaryDesign(samples.kind, False, names, tuple(rows[c].to_numpy() for c in names), control)
+    columns = [rows[samples.control].to_numpy(float)] if samples.kind == "continuous" and samples.control else []
+    for c in control:
+        if table_column(rows, c) not in rows:
+            raise InputError(f"unknown --control '{c}'; the samples have {', '.join(map(str, rows.columns))}")
+        levels = rows[table_column(rows, c)].astype(str)
+        if levels.nunique() < 2:
+            raise InputError(f"--control '{c}' has a single level over the {len(rows)} samples: a fixed effect "
+                             "needs at least 2 levels (drop --control {c})".replace("{c}", c))
+        columns.append(pd.get_dummies(levels, drop_first=True).to_numpy(float))
+    C = np.column_stack(columns) if columns else None
+    return PrimaryDesign(samples.kind, False, names, tuple(rows[table_column(rows, c)].to_numpy() for c in names), C,
+                         control, vcov)
+
+
+def few_levels_notes(samples: SampleSet, design: PrimaryDesign, limit: int = 20) -> list[str]:
+    """One line per unit with fewer than `limit` levels: it sets the test's degrees of freedom (how many), and
+    when it is crossed with the other unit (most of that unit's levels appear under several of its levels),
+    that it is a design factor for --control rather than a unit."""
+    notes = []
+    if not design.clusters:
+        return notes
+    codes = [pd.factorize(pd.Series(np.asarray(c, dtype=object)))[0] for c in design.clusters]
+    for i, (name, c) in enumerate(zip(design.unit_names, codes)):
+        g = int(c.max()) + 1
+        if g >= limit:
+            continue
+        df = _design_df(samples, design)
+        line = (f"unit '{name}' has {g} levels: it sets the test's degrees of freedom (about {df:.1f}, "
+                f"Bell-McCaffrey; CR1 would use {g - 1})")
+        if len(codes) == 2:
+            other, oc = design.unit_names[1 - i], codes[1 - i]
+            spread = pd.Series(c).groupby(oc).nunique()
+            if (spread > 1).mean() >= 0.8:
+                line += (f"; it is crossed with '{other}' (most {other} levels appear under several {name} levels): "
+                         f"a design factor like this belongs in --control {name}, with --unit-column {other}")
+        notes.append(line)
+    return notes
+
+
+def _design_df(samples: SampleSet, design: PrimaryDesign) -> float:
+    """The primary test's typical df on these samples: CR2's df depend on the design and on each neuron's
+    variance components, so the median over 200 independent noise columns (homoskedastic, no cluster effect)."""
+    n = len(samples.y)
+    Xr, C, k = prepare_columns(np.random.default_rng(0).normal(size=(n, 200)), design.control)
+    try:
+        return float(np.median(slope_tests(Xr, np.asarray(samples.y, dtype=float), design.cluster_design(n), C, k,
+                                           design.vcov)["df"]))
+    except LabelExplainedError:
+        return float("nan")
 
 
 def cv_groups(samples: SampleSet, design: PrimaryDesign):
@@ -111,14 +171,22 @@ def describe_test(samples: SampleSet, design: PrimaryDesign | None = None) -> st
     """The primary test in one sentence, with its unit."""
     design = design or design_for(samples)
     ctrl = " and ".join(c.replace("_", " ") for c in samples.control)
-    if design.level == "clustered":
+    fixed = " and ".join(design.control_names)
+    if design.level == "clustered" or design.control_names:
         what = (f"OLS slope of each neuron on {samples.label_name}" + (f", controlling for {ctrl}" if ctrl else "")
                 if samples.kind == "continuous" else
                 f"OLS of each neuron on the label {samples.groups[0]} vs {samples.groups[1]} (the difference in means)")
-        way = "two-way" if len(design.unit_names) == 2 else "one-way"
-        return (f"{what}, with {way} cluster-robust standard errors by {' and '.join(design.unit_names)} "
-                "(CRV1, Cameron-Gelbach-Miller, small-sample corrected), two-sided t with G-1 df "
-                "(G: the smaller cluster count)")
+        what += f", with fixed effects of {fixed}" if fixed else ""
+        if design.clusters:
+            way = "two-way" if len(design.unit_names) == 2 else "one-way"
+            se = f"{way} cluster-robust standard errors by {' and '.join(design.unit_names)}"
+        else:
+            se = "heteroskedasticity-robust standard errors (one cluster per sample)"
+        if design.vcov == "CR1":
+            return (f"{what}, with {se} (CRV1, Cameron-Gelbach-Miller, small-sample corrected), two-sided t with "
+                    "G-1 df (G: the smaller cluster count)")
+        return (f"{what}, with {se} (CR2 bias-reduced linearization, Bell-McCaffrey), two-sided t with "
+                "Satterthwaite (Bell-McCaffrey) df")
     if samples.kind == "continuous":
         if samples.control:
             return (f"occurrence-level Pearson partial correlation of each neuron with {samples.label_name}, "

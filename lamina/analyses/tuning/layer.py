@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from lamina.analyses.tuning.contrasts import SampleSet
-from lamina.stats import (PrimaryDesign, cluster_ols, contrast_tests, correlation_tests, logistic_tests,
-                          primary_test, replication_split, sparse_probe, token_identity_control)
+from lamina.stats import (PrimaryDesign, contrast_tests, correlation_tests, logistic_tests, primary_test,
+                          replication_split, sparse_probe, token_identity_control)
 from lamina.stats.checks import TooFewSamplesError
+from lamina.stats.clustered import LabelExplainedError, cluster_ols
 
 
 def confound_columns(samples: SampleSet) -> list[str]:
@@ -33,8 +34,8 @@ def probe_ks(ks, y, cv: int) -> list[int]:
 def _replication(X, y, design: PrimaryDesign, seed: int) -> dict:
     try:
         rep = replication_split(X, y, seed=seed, design=design)
-    except (TooFewSamplesError, ValueError):  # a half without enough units: no replication figure
-        return {"replication_r": np.nan, "replication_rho": np.nan}
+    except (TooFewSamplesError, LabelExplainedError):  # a half without enough units (or label variation)
+        return {"replication_r": np.nan, "replication_rho": np.nan, "n_replication_undefined": X.shape[1]}
     return {"replication_r": rep.pearson_r, "replication_rho": rep.spearman_rho}
 
 
@@ -51,11 +52,12 @@ def layer_binary(X, samples: SampleSet, design: PrimaryDesign, cv: int, ks, rank
                  groups=None) -> tuple[pd.DataFrame, list, dict]:
     """(per-neuron table, probe rows, layer extras) of one layer for a binary contrast."""
     y = samples.y
+    extra_notes = {}
     ct = contrast_tests(X, y, paired=design.paired)
     df = ct[["mean_pos", "mean_neg", "diff"]].copy()
     prim = primary_test(X, y, design)
     df["t"], df["p"] = prim["t"].to_numpy(), prim["p"].to_numpy()
-    if design.level == "clustered":
+    if "se" in prim:  # the regression test (clustered, or with fixed effects)
         df["se"], df["df"] = prim["se"].to_numpy(), prim["df"].to_numpy()
         df["t_occurrence"], df["p_occurrence"] = ct["t"].to_numpy(), ct["p"].to_numpy()
     df["mwu_u"], df["p_mwu"] = ct["u"].to_numpy(), ct["p_mwu"].to_numpy()
@@ -69,21 +71,24 @@ def layer_binary(X, samples: SampleSet, design: PrimaryDesign, cv: int, ks, rank
         C = samples.rows[confound_columns(samples)].to_numpy(float) if confound_columns(samples) else None
         if C is not None:
             try:
-                if design.level == "clustered":
-                    pc = cluster_ols(X, y.astype(float), list(design.clusters), control=C)
+                if design.regression:  # the primary test's regression, plus the confounds
+                    both = C if design.control is None else np.column_stack([C, design.control])
+                    pc = cluster_ols(X, y.astype(float), list(design.clusters) or [np.arange(len(y))], both,
+                                     design.vcov)
                     df["controlled_r"], df["controlled_p"] = pc["partial_r"], pc["p"]
                 else:
                     pc = correlation_tests(X, y.astype(float), control=C)
                     df["controlled_r"], df["controlled_p"] = pc["partial_r"], pc["partial_p"]
-            except ValueError:  # the label is explained by the confounds: nothing left to test
+            except LabelExplainedError:  # the label is explained by the confounds: nothing left to test
                 df["controlled_r"] = df["controlled_p"] = np.nan
+                extra_notes["n_controlled_undefined"] = X.shape[1]
     _token_control(df, X, samples)
     probe_rows = []
     if probes:
         for r in rank_by:
             p = sparse_probe(X, y, ks=probe_ks(ks, y, cv), rank_by=r, cv=cv, seed=seed, groups=groups)
             probe_rows += p.to_dict(orient="records")
-    return df, probe_rows, _replication(X, y, design, seed)
+    return df, probe_rows, {**_replication(X, y, design, seed), **extra_notes}
 
 
 def layer_continuous(X, samples: SampleSet, design: PrimaryDesign, seed: int) -> tuple[pd.DataFrame, list, dict]:
@@ -95,7 +100,7 @@ def layer_continuous(X, samples: SampleSet, design: PrimaryDesign, seed: int) ->
     if design.control is not None:
         df["partial_r"] = occ["partial_r"].to_numpy()
     df["t"], df["p"] = prim["t"].to_numpy(), prim["p"].to_numpy()
-    if design.level == "clustered":
+    if "se" in prim:
         df["slope"], df["se"], df["df"] = prim["coef"].to_numpy(), prim["se"].to_numpy(), prim["df"].to_numpy()
         df["p_occurrence"] = (occ["partial_p"] if design.control is not None else occ["p"]).to_numpy()
     df["constant"] = occ["constant"].to_numpy()

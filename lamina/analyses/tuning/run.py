@@ -18,6 +18,7 @@ The settings are one `TuneSettings` (tune_settings.py), written to the results a
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -29,12 +30,13 @@ from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.analyses.sources import as_source
 from lamina.analyses.tuning.settings import PROBE_KS, TuneSettings
 from lamina.analyses.tuning.design import (check_sizes, cv_groups, describe_test, design_for, drop_first_token,
-                                           run_settings)
+                                           few_levels_notes, run_settings)
 from lamina.analyses.tuning.examples import token_heatmaps
 from lamina.analyses.tuning.layer import best_order, layer_binary, layer_continuous, probe_ks, top_table
 from lamina.sites import parse_layers
-from lamina.stats import (PrimaryDesign, TooFewSamplesError, correct_pvalues, count_per_layer, label_draws,
-                          logistic_tests, null_band, null_pvalues, sparse_probe)
+from lamina.stats import (PrimaryDesign, TooFewSamplesError, correct_pvalues, label_draws, logistic_tests, null_band,
+                          null_pvalues, sparse_probe)
+from lamina.stats.nulls import distinct_labellings, null_counts, permutation_pvalues, permutations_for
 
 SINK_KINDS = ("resid_pre", "resid_mid", "resid_post")  # sites where the first token's state is an outlier
 __all__ = ["TuningResult", "TuneSettings", "tune", "design_for", "parse_layers", "probe_ks",
@@ -79,7 +81,10 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
     layer_ids, sites = source.site_names(site, ts.layers)  # SiteError for kinds this model (store) lacks
     if site in SINK_KINDS and not ts.keep_first_token:
         samples = drop_first_token(samples)
-    design = design_for(samples, ts.unit)
+    design = design_for(samples, ts.unit, ts.control)
+    few = few_levels_notes(samples, design)  # one line each: which factor sets the df, and what to do
+    if few:  # in the notes: printed under the CLI's table, and in tuning.json
+        samples = dataclasses.replace(samples, notes=samples.notes + few)
     check_sizes(samples, cv, design)
     groups = cv_groups(samples, design)
     acts = source.activations(samples, sites, ts.batch_size, progress)
@@ -97,23 +102,25 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
         frames.append(df.reset_index(drop=True))
         probe_rows += [{"layer": L, **r} for r in pr]
         extras.append(extra)
+    if ts.p == "permutation":  # randomization inference at the unit: each neuron's p among null labellings
+        randomization = _permutation_p(acts, sites, frames, samples, design, ts)
+        if "note" in randomization:  # fewer distinct labellings than draws: the smallest p is bounded
+            samples = dataclasses.replace(samples, notes=samples.notes + [randomization["note"]])
     neurons = pd.concat(frames, ignore_index=True)
     neurons.insert(2, "name", [f"{site}.{L}:{i}" for L, i in zip(neurons["layer"], neurons["neuron"])])
     bh, bonf = _correct(neurons, ts.fdr_family, ts.alpha)
 
     # the permutation null of the count of significant neurons (BH, same family), at the design's unit
     permutations, n_refs = ts.permutations, ts.reference_permutations
-    null = np.zeros((permutations, len(layer_ids)), dtype=int)
     draws = label_draws(samples.y, design, max(permutations, n_refs), seed)
-    if permutations:
-        P = []
-        for s, f in zip(sites, frames):
-            keep = f["p"].notna().to_numpy()
-            P.append(null_pvalues(acts[s][:, keep], samples.y, design, draws[:permutations]))
-        for i in range(permutations):
-            null[i] = count_per_layer([np.nan_to_num(Pl[i], nan=1.0) for Pl in P], ts.fdr_family, ts.alpha, "fdr_bh")
+    P = [null_pvalues(acts[s][:, f["p"].notna().to_numpy()], samples.y, design, draws[:permutations])
+         for s, f in zip(sites, frames)] if permutations else []
+    null, failed = null_counts(P, ts.fdr_family, ts.alpha, "fdr_bh") if P else (np.zeros((0, len(sites)), int), 0)
     refs = (_best_references(acts, sites, samples, design, draws[:n_refs], ts, groups)
             if samples.kind == "binary" and n_refs else {})
+    failures = {"null_draws_failed": failed,
+                "reference_draws_failed": sum(r["failed"] for r in refs.values())}
+    _report_failures(failures, permutations, n_refs * len(refs))
     laminar = _laminar(neurons, probe_rows, extras, null, layer_ids, samples, site, ts.top_n, refs)
     top = top_table(neurons, samples, ts.top_n)
     lessons = {}
@@ -125,6 +132,11 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
     examples = token_heatmaps(source, samples, laminar, acts, site, ts.n_examples) if ts.n_examples else []
     del acts
     stated = run_settings(source, samples, design, ts, layer_ids, bh, bonf, null, laminar)
+    stated.update(failures)
+    if ts.p == "permutation":
+        stated["randomization"] = randomization
+        stated["statement"] += (f" P-values: randomization p at the unit ({randomization['draws_per_layer']} null "
+                                "labellings per layer), the analytic p kept as p_analytic.")
     stated["seconds"] = {"capture": round(t_capture, 1), "total": round(time.perf_counter() - t0, 1)}
     for table in (laminar, top):  # every output states its test, unit and family
         table["test"], table["unit"], table["family"] = stated["test"], stated["unit"], stated["family_description"]
@@ -150,6 +162,35 @@ def _correct(neurons: pd.DataFrame, fdr_family: str, alpha: float):
     return bh, bonf
 
 
+def _permutation_p(acts, sites, frames, samples: SampleSet, design: PrimaryDesign, ts: TuneSettings) -> dict:
+    """Replace each frame's primary p by its randomization p at the unit (the analytic p kept as
+    `p_analytic`), with enough draws for BH's first threshold over the family (`permutations_for`)."""
+    tested = [int(f["p"].notna().sum()) for f in frames]
+    m = max(tested) if ts.fdr_family == "layer" else sum(tested)
+    n = permutations_for(max(m, 1), ts.alpha)
+    failed = 0
+    for s, f in zip(sites, frames):
+        res = permutation_pvalues(acts[s], samples.y, design, n, ts.seed + 7919)  # draws apart from the count null's
+        f["p_analytic"] = f["p"].to_numpy()
+        f["p"] = res.p
+        failed += res.n_failed
+    labellings = distinct_labellings(samples.y, design)
+    info = {"p": "permutation", "draws_per_layer": n, "failed_draws": failed, "distinct_labellings": labellings,
+            "smallest_p": 1 / (n + 1)}
+    if labellings < n:
+        info["note"] = (f"the design has only {labellings:.0f} distinct labellings at its unit, fewer than the "
+                        f"{n} draws: the smallest p it can give is about {1 / labellings:.2g}")
+    return info
+
+
+def _report_failures(failures: dict, n_null: int, n_refs: int) -> None:
+    """One stderr line when null draws failed (counted in the results, never dropped silently)."""
+    if failures["null_draws_failed"] or failures["reference_draws_failed"]:
+        sys.stderr.write(f"note: {failures['null_draws_failed']} of {n_null} null draws and "
+                         f"{failures['reference_draws_failed']} of {n_refs} reference draws could not be tested "
+                         "(the labelling left too few units per group); the null uses the rest\n")
+
+
 def _null_labels(samples: SampleSet, design: PrimaryDesign, draw: np.ndarray) -> np.ndarray:
     """A null draw as a boolean label per row (a sign flip swaps the two rows of a pair)."""
     if not design.paired:
@@ -166,7 +207,7 @@ def _best_references(acts, sites, samples, design, draws, ts: TuneSettings, grou
     cv, seed = ts.cv, ts.seed
     out = {}
     for s in sites:
-        X, acc, auc = acts[s], [], []
+        X, acc, auc, failed = acts[s], [], [], 0
         for d in draws:
             y = _null_labels(samples, design, d)
             try:
@@ -175,9 +216,9 @@ def _best_references(acts, sites, samples, design, draws, ts: TuneSettings, grou
                     pr = sparse_probe(X, y, ks=probe_ks(ts.ks, y, cv), rank_by=ts.rank_by[0], cv=cv, seed=seed,
                                       groups=groups)
                     auc.append(float(pr["auc"].max()))
-            except (TooFewSamplesError, ValueError):
-                continue
-        out[s] = {"acc": np.array(acc), "auc": np.array(auc)}
+            except TooFewSamplesError:  # the labelling left a fold without units of a class: counted
+                failed += 1
+        out[s] = {"acc": np.array(acc), "auc": np.array(auc), "failed": failed}
     return out
 
 

@@ -14,6 +14,7 @@ from lamina.errors import InputError
 TUNE_KINDS = ("mlp_post", "mlp_pre", "mlp_out", "attn_out", "resid_pre", "resid_mid", "resid_post", "q", "k", "v")
 FDR_FAMILIES = ("layer", "model")           # --fdr-family: BH over each layer, or over the whole model
 PROBE_KS = (1, 2, 4, 8, 16, 32, 64)           # neurons per sparse probe (capped by the samples: tuning/layer.probe_ks)
+P_METHODS = ("analytic", "permutation")      # the primary p: the test's own (CR2 / t), or randomization at the unit
 PROBE_RANKINGS = ("mean_diff", "anova_f", "l1")  # = lamina.stats.probes.RANKINGS (tests/test_tune_settings.py)
 
 
@@ -42,9 +43,11 @@ class TuneSettings:
     unit: str | tuple | None = None     # None / "default" (the samples' units), "occurrence", or unit columns
     keep_first_token: bool = False      # resid sites: keep the samples read at position 0
     reference_permutations: int = 5     # null labellings for the best CV accuracy / probe AUC's reference
+    control: tuple = ()                 # design factors (sample / table columns) entered as fixed effects
+    p: str = "analytic"                 # "analytic" (the primary test's p) or "permutation" (at the unit)
 
     def __post_init__(self):
-        for name in ("layers", "ks", "rank_by", "unit"):
+        for name in ("layers", "ks", "rank_by", "unit", "control"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         if self.site not in TUNE_KINDS:
             raise InputError(f"unknown --site '{self.site}'; choose one of {', '.join(TUNE_KINDS)}")
@@ -55,6 +58,13 @@ class TuneSettings:
         if self.cv < 2:
             raise InputError("--cv must be at least 2 folds")
         validate.fraction("alpha", self.alpha)
+        if self.p not in P_METHODS:
+            raise InputError(f"unknown --p '{self.p}'; choose {' or '.join(P_METHODS)}")
+        units = tuple(u.strip() for u in self.unit.split(",")) if isinstance(self.unit, str) else tuple(self.unit or ())
+        both = [c for c in self.control if c in units]
+        if both:
+            raise InputError(f"'{both[0]}' is given as both --control and --unit-column; a factor is either a unit "
+                             "of replication (clustered) or a design factor crossed with the units (--control)")
         bad = [r for r in self.rank_by if r not in PROBE_RANKINGS]
         if bad:
             raise InputError(f"unknown ranking '{bad[0]}'; choose from {', '.join(PROBE_RANKINGS)}")

@@ -39,13 +39,16 @@ def _binary_or_continuous(values: pd.Series, column: str):
 
 def labels(tokenizer, label_column: str | None = None, table=None, docs=None, word_pooling: str = "last",
            max_docs=None, max_tokens=None, max_per_group=None, max_length: int = 128, counts=None,
-           seed: int = 0, unit_columns=(), **_) -> SampleSet:
+           seed: int = 0, unit_columns=(), control_columns=(), **_) -> SampleSet:
     """A user label: a column of the corpus's token table, or of a table (CSV/TSV/Parquet/JSONL) with `text`.
 
     `COLUMN=VALUE` makes a binary label (rows equal to VALUE are group A). A user table gives one sample
     per row, read at its `position` column if it has one (a token index into the model input), else at
     the final token; its rows are independent unless `unit_columns` (one or two columns of the table) name
-    their units of replication. Corpus labels have the corpus units (word type x paragraph).
+    their units of replication (and `control_columns` its design factors). A table column whose name lamina
+    uses for its own sample columns (`word`, `token`, `position`, ...; SAMPLE_COLUMNS) is kept as
+    `table.NAME` beside lamina's own, and `--label-column` / `--unit-column` / `--control NAME` find it there
+    (`table_column`). Corpus labels have the corpus units (word type x paragraph).
     """
     if not label_column:
         raise InputError("--contrast labels needs --label-column (a column of the token table or of --table)")
@@ -66,8 +69,10 @@ def labels(tokenizer, label_column: str | None = None, table=None, docs=None, wo
             reading = "every token with a visible character"
         reading += f" of {len(texts)} corpus paragraphs"
     else:
-        texts, samples = _user_table(tokenizer, table, column, max_length, counts, tuple(unit_columns or ()))
+        texts, samples = _user_table(tokenizer, table, column, max_length, counts, tuple(unit_columns or ()),
+                                     tuple(control_columns or ()))
         reading = f"one sample per row of {Path(table).name}, at its position column or final token"
+        column = table_column(samples, column)
     samples, empty_note = _drop_empty_labels(samples, column, from_table=table is not None)
     if value:
         lab, kind, groups = samples[column].astype(str) == value, "binary", (value, f"not {value}")
@@ -105,7 +110,8 @@ def _drop_empty_labels(samples: pd.DataFrame, column: str, from_table: bool):
             f"{int(empty.sum())} sample(s) with an empty '{column}' left out{where}")
 
 
-def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_columns: tuple = ()):
+def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_columns: tuple = (),
+                control_columns: tuple = ()):
     path = Path(path)
     try:
         if path.suffix == ".parquet":
@@ -121,12 +127,13 @@ def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_colu
     if column not in df.columns:
         raise InputError(f"unknown label column '{column}'; --table {path.name} has "
                          f"{', '.join(map(str, df.columns))}")
-    for u in unit_columns:
-        if u not in df.columns:
-            raise InputError(f"unknown --unit-column '{u}'; --table {path.name} has {', '.join(map(str, df.columns))}")
-        if u in SAMPLE_COLUMNS or u == column:
-            raise InputError(f"--unit-column '{u}' is a name lamina uses for its own sample columns; rename it "
-                             f"in the table (reserved: {', '.join(SAMPLE_COLUMNS)})")
+    for flag, names in (("--unit-column", unit_columns), ("--control", control_columns)):
+        for u in names:
+            if u not in df.columns:
+                raise InputError(f"unknown {flag} '{u}'; --table {path.name} has {', '.join(map(str, df.columns))}")
+            if u == column:
+                raise InputError(f"'{u}' is the label column; it cannot also be a {flag}")
+    carried = [column] + [u for u in dict.fromkeys(unit_columns + control_columns) if u != column]
     empty = np.flatnonzero(_is_empty(df["text"]))
     if len(empty):
         raise InputError(f"--table {path.name} has an empty 'text' in row(s) {_rows_text(empty + 1)} (data rows, "
@@ -138,6 +145,16 @@ def _user_table(tokenizer, path, column: str, max_length: int, counts, unit_colu
         p = int(df["position"].iat[i]) if "position" in df.columns else last_real(special)
         if not 0 <= p < len(ids) or special[p]:
             raise InputError(f"--table row {i + 1}: position {p} is not a token of its text (0-{len(ids) - 1})")
-        rows.append({"text": i, "positions": (p,), "position": p, column: df[column].iat[i],
-                     **{u: df[u].iat[i] for u in unit_columns}, **token_fields(tokenizer, ids, p, counts)})
+        rows.append({"text": i, "positions": (p,), "position": p, **token_fields(tokenizer, ids, p, counts),
+                     **{_stored_name(u): df[u].iat[i] for u in carried}})
     return [str(t) for t in df["text"]], pd.DataFrame(rows)
+
+
+def _stored_name(name: str) -> str:
+    """A table column's name among the sample columns: `table.NAME` when lamina uses NAME itself."""
+    return f"table.{name}" if name in SAMPLE_COLUMNS else name
+
+
+def table_column(rows: pd.DataFrame, name: str) -> str:
+    """The sample column holding a user's column `name`: the table's own (`table.NAME`) when there is one."""
+    return f"table.{name}" if f"table.{name}" in rows else name
