@@ -24,7 +24,8 @@ import pytest
 import torch
 
 import lamina
-from lamina.analyses.causal.from_tune import pair_kl, site_variance
+from lamina.analyses.causal.from_tune import site_statistics
+from lamina.analyses.causal.tune_metrics import PairKL
 from lamina.analyses.causal.interventions import Ablate, reference_stats, spread_windows
 from lamina.analyses.causal.metrics import edit_metrics
 from lamina.analyses.causal.patching import patch_pair
@@ -240,10 +241,13 @@ def test_patching_steering_and_from_tune_move_every_pass(pair):
     edit = Edit("mlp_post.1", "zero", neurons=[3, 4])
     before = meta.checked
     with meta.checking():
-        got_kl, got_var = pair_kl(meta, pairs, [edit]), site_variance(meta, "mlp_post.1", pairs)
-    assert meta.checked - before == 2
-    np.testing.assert_array_equal(got_kl, pair_kl(lm, pairs, [edit]))
-    np.testing.assert_array_equal(got_var, site_variance(lm, "mlp_post.1", pairs))
+        got_kl = PairKL(pairs).score(meta, [edit])
+        got_var, got_norm = site_statistics(meta, "mlp_post.1", [t for pair in pairs for t in pair])
+    assert meta.checked - before == 2   # the pairs' one batch, then the texts' one batch
+    np.testing.assert_array_equal(got_kl, PairKL(pairs).score(lm, [edit]))
+    want_var, want_norm = site_statistics(lm, "mlp_post.1", [t for pair in pairs for t in pair])
+    np.testing.assert_array_equal(got_var, want_var)
+    assert got_norm == want_norm
 
 
 def test_logit_lens_moves_its_capture_and_head_check(pair):
