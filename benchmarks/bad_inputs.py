@@ -7,9 +7,15 @@ good (exit 2, one line on stderr, nothing written), poor (refused, but several l
 Cases that load a model get `--model random:llama` (and `--max-tokens 64` for profile/extract), so an
 accepted bad value costs seconds, not minutes. Used for the before/after counts in docs/RELIABILITY.md.
 """
-import ast, os, signal, tempfile, json
+import ast
+import json
+import os
+import signal
+import tempfile
 from pathlib import Path
+
 from typer.testing import CliRunner
+
 from lamina.cli import app
 
 src = Path(os.environ["WT"], "tests/test_bad_inputs.py").read_text()

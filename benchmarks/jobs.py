@@ -15,9 +15,8 @@ import shutil
 import tempfile
 import time
 
-import torch
-
 import peers
+import torch
 
 THREADS = int(os.environ.get("LAMINA_BENCH_THREADS", "2"))
 

@@ -1,5 +1,12 @@
 """Quick capture-overhead check: lamina captures vs the bare forward, interleaved (usage: SPEC [REPEATS])."""
-import time, statistics, torch, lamina, sys
+import statistics
+import sys
+import time
+
+import torch
+
+import lamina
+
 torch.set_num_threads(2)
 spec = sys.argv[1]
 lm = lamina.load(spec)
@@ -19,7 +26,7 @@ variants = {
 }
 for f in variants.values(): f()
 times = {k: [] for k in variants}
-for r in range(int(sys.argv[2]) if len(sys.argv) > 2 else 7):
+for _r in range(int(sys.argv[2]) if len(sys.argv) > 2 else 7):
     for k, f in variants.items():
         t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
 print(f"{spec}, batch 8x128, {N} layers, torch threads 2")

@@ -136,8 +136,8 @@ def page_times(store_folder: Path, n: int = 60) -> dict:
 def top_paired(model: str, site: str, max_tokens: int, folder: Path, rounds: int = 2) -> dict:
     """top-examples over the same corpus: from a store (extracted once) vs running the model, interleaved."""
     import lamina
-    from lamina.analyses.sources import StoreSource
     from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
+    from lamina.analyses.sources import StoreSource
     from lamina.data.corpus import load_corpus
     from lamina.extract import extract
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 import lamina
-from lamina.analyses.tuning.contrasts import nouns_verbs
 from lamina.analyses.sources.model import ModelSource
-from lamina.sites import parse_layers
+from lamina.analyses.tuning.contrasts import nouns_verbs
 from lamina.analyses.tuning.run import design_for
 from lamina.models import random_like
+from lamina.sites import parse_layers
 from lamina.stats import count_per_layer, label_draws, null_band, null_pvalues, primary_test
 from lamina.stats.nulls import null_counts
 

@@ -28,11 +28,9 @@ from functools import partial
 import torch
 
 from lamina.anatomy import Anatomy
-from lamina.errors import NotCapturedError
 from lamina.edits import BoundEdit
-from lamina.errors import InputError
+from lamina.errors import InputError, NotCapturedError
 from lamina.sites import Site
-
 
 _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its forward-pass lock
 _locks_guard = threading.Lock()
@@ -101,11 +99,11 @@ class Capture:
         self._handles = []
         self._thread: int | None = None    # the thread whose forward passes this capture reads and edits
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         with model_lock(self.model):
             return self._register()
 
-    def _register(self) -> "Capture":
+    def _register(self) -> Capture:
         self._thread = threading.get_ident()
         reads = defaultdict(list)   # (module, "input"|"output") -> sites read there
         writes = defaultdict(list)  # (module, "input"|"output") -> edits written there

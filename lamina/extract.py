@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from lamina import validate
 from lamina.data.corpus import Document, fingerprint
 from lamina.data.windows import Window, batches, corpus_windows, pad_id, read_counts
-from lamina import validate
 from lamina.errors import InputError, StoreError
 from lamina.store.lock import WHOLE, StoreLock
 from lamina.store.manifest import library_versions, write_manifest

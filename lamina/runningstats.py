@@ -9,6 +9,7 @@ saved with torch.save or safetensors. Inputs may be any float dtype and any lead
 the device of the first batch. merge() is in place and returns self.
 """
 import math
+
 import torch
 
 

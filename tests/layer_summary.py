@@ -94,7 +94,8 @@ class LayerSummary:
         if self.d is None:
             return {"n_rows": 0, "d": None}
         p = self.moments.pooled()
-        f = lambda t: float(t.reshape(-1)[0])
+        def f(t):
+            return float(t.reshape(-1)[0])
         vals, ids = self.top.result()
         top = [{"value": float(v), "row": int(i) // self.d, "dim": int(i) % self.d}
                for v, i in zip(vals[:, 0].tolist(), ids[:, 0].tolist()) if i >= 0]

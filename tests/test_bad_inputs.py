@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import lamina
 from lamina.cli import app
 from lamina.data.corpus import load_corpus
-from lamina.errors import (InputError, LaminaError, ModelSpecError, NotCapturedError, SiteError, StoreError)
+from lamina.errors import InputError, LaminaError, ModelSpecError, NotCapturedError, SiteError, StoreError
 from lamina.extract import extract
 from lamina.report.output import atomic_output
 from lamina.store import ActivationStore

@@ -13,13 +13,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import MODEL_TYPES, SMALL_TYPES
 from typer.testing import CliRunner
 
 import lamina
 from lamina.capture import Capture
 from lamina.errors import SiteError
-
-from conftest import MODEL_TYPES, SMALL_TYPES
 
 TEXT = "The cat sat on the mat because it was tired."
 SHORT, LONG = "Hello world.", "She did not go to Paris last summer, but her brother did."

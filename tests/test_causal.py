@@ -9,19 +9,18 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from test_capture import _hooks
 from typer.testing import CliRunner
 
 import lamina
+from lamina.analyses.causal.from_tune import causal_tuning, matched_random, top_neurons
 from lamina.analyses.causal.interventions import Ablate, Steer, reference_stats
 from lamina.analyses.causal.metrics import bootstrap_ratio, edit_metrics
-from lamina.analyses.causal.from_tune import causal_tuning, matched_random, top_neurons
 from lamina.analyses.causal.patching import align_positions, patch_pair
 from lamina.analyses.neurons.planted import plant_neuron
 from lamina.data.corpus import Document
 from lamina.edits import Edit
 from lamina.errors import InputError, SiteError
-
-from test_capture import _hooks
 
 TEXT = "The cat sat on the mat because it was tired."
 OTHER = "A dog ran in the park since he felt happy."   # same token count as TEXT (checked below)

@@ -9,8 +9,16 @@ import statsmodels.api as sm
 from lamina.analyses.tuning import contrasts as C
 from lamina.analyses.tuning import run as T
 from lamina.errors import InputError
-from lamina.stats import (PrimaryDesign, TooFewSamplesError, cluster_ols, correct_pvalues, label_draws,
-                          logistic_tests, permutation_null, primary_test)
+from lamina.stats import (
+    PrimaryDesign,
+    TooFewSamplesError,
+    cluster_ols,
+    correct_pvalues,
+    label_draws,
+    logistic_tests,
+    permutation_null,
+    primary_test,
+)
 from lamina.stats.probes import cv_folds
 
 

@@ -25,11 +25,11 @@ import torch
 
 import lamina
 from lamina.analyses.causal.from_tune import site_statistics
-from lamina.analyses.causal.tune_metrics import PairKL
 from lamina.analyses.causal.interventions import Ablate, reference_stats, spread_windows
 from lamina.analyses.causal.metrics import edit_metrics
 from lamina.analyses.causal.patching import patch_pair
 from lamina.analyses.causal.steering import steer_sweep
+from lamina.analyses.causal.tune_metrics import PairKL
 from lamina.analyses.neurons.maximize import maximize
 from lamina.analyses.neurons.top_examples import top_examples
 from lamina.analyses.profile.laminar import profile

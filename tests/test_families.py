@@ -9,11 +9,12 @@ own next hidden state, which ties resid_mid to the model's output as well.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
+from conftest import _break_symmetry
 
 import lamina
 from lamina.analyses.vocab.projections import norm_weight
@@ -21,8 +22,6 @@ from lamina.anatomy import anatomy_for
 from lamina.errors import UnsupportedArchitectureError
 from lamina.models.language_model import LanguageModel
 from lamina.models.random_models import load_random
-
-from conftest import _break_symmetry
 
 TEXT = "The cat sat on the mat because it was tired."
 RTOL = 1e-5

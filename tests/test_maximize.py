@@ -16,8 +16,14 @@ from typer.testing import CliRunner
 import lamina
 import lamina.cli as cli
 from lamina.analyses.neurons.discrete_search import discrete_search, mark_frontier
-from lamina.analyses.neurons.maximize import (OptimizationDiverged, ascend, maximize, reproducibility, resolve_target,
-                                      rescore)
+from lamina.analyses.neurons.maximize import (
+    OptimizationDiverged,
+    ascend,
+    maximize,
+    reproducibility,
+    rescore,
+    resolve_target,
+)
 from lamina.analyses.neurons.top_examples import top_examples
 from lamina.data.corpus import Document
 from lamina.errors import SiteError

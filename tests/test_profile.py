@@ -5,8 +5,8 @@ import scipy.stats
 import torch
 
 import lamina
-from lamina.analyses.profile.layer_stats import LayerStats
 from lamina.analyses.profile.laminar import profile
+from lamina.analyses.profile.layer_stats import LayerStats
 from lamina.data.corpus import Document
 from lamina.errors import InputError
 
@@ -46,7 +46,7 @@ def test_layer_stats_against_numpy():
 def test_median_sample_is_uniform_when_decimated():
     stats = LayerStats(sample_cap=2_000)
     x = torch.rand(1000, 50)  # |x| uniform on (0, 1): median 0.5
-    for i in range(20):
+    for _i in range(20):
         stats.update(x[torch.randperm(1000)], torch.arange(1000))
     r = stats.result()
     assert 2000 <= len(torch.cat(stats.sample)) <= 4000

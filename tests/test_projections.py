@@ -13,7 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 from lamina.analyses.vocab.projections import (
-    category_projection, input_vectors, norm_gain, norm_weight, output_vectors, project, qkv_vectors,
+    category_projection,
+    input_vectors,
+    norm_gain,
+    norm_weight,
+    output_vectors,
+    project,
+    qkv_vectors,
 )
 from lamina.errors import SiteError
 

@@ -396,9 +396,8 @@ def test_the_server_answers_only_to_its_own_name(hostile_server):
 
 
 def test_browse_host_other_than_loopback_needs_allow_remote(small_store, monkeypatch):
-    from typer.testing import CliRunner
-
     import uvicorn
+    from typer.testing import CliRunner
 
     from lamina.cli import app
 

@@ -10,9 +10,8 @@ from statsmodels.stats.multitest import multipletests
 
 from lamina import stats as ls
 from lamina.errors import LaminaError
-from lamina.stats import rank_neurons, sparse_probe
+from lamina.stats import logistic_tests, rank_neurons, sparse_probe
 from lamina.stats.primary import t_pvalues_batch
-from lamina.stats import logistic_tests
 
 PLANTED = [3, 17, 42, 99, 250]
 

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from lamina.analyses.tuning.contrasts import token_length
+from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
 from lamina.analyses.profile.laminar import profile, profile_store
 from lamina.analyses.sources.model import ModelSource
 from lamina.analyses.sources.store import StoreSource
-from lamina.analyses.neurons.top_examples import top_examples, top_examples_from
+from lamina.analyses.tuning.contrasts import token_length
 from lamina.data.corpus import Document, load_corpus
 from lamina.errors import InputError, SiteError
 from lamina.extract import extract

@@ -6,11 +6,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.neurons.maximize import maximize
 from lamina.analyses.neurons.maximize_settings import MaximizeSettings
-from lamina.analyses.tuning.settings import PROBE_RANKINGS, TuneSettings
+from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.tuning.run import tune
+from lamina.analyses.tuning.settings import PROBE_RANKINGS, TuneSettings
 from lamina.cli import app
 from lamina.errors import InputError
 from lamina.models.registry import DEFAULT_MODEL

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lamina.analyses.tuning.contrasts import category, token_length
 from lamina.analyses.sources.store import StoreSource
+from lamina.analyses.tuning.contrasts import category, token_length
 from lamina.analyses.tuning.run import tune
 from lamina.cli import app
 from lamina.data.corpus import Document, load_corpus

@@ -15,15 +15,15 @@ import torch
 from typer.testing import CliRunner
 
 import lamina
+from lamina.analyses.neurons.planted import plant_neuron
 from lamina.analyses.tuning import contrasts as C
 from lamina.analyses.tuning import run as T
 from lamina.analyses.tuning.context_lessons import context_effect, length_groups
-from lamina.analyses.neurons.planted import plant_neuron
+from lamina.analyses.tuning.layer import layer_binary
 from lamina.cli import app
 from lamina.data.corpus import Document
 from lamina.errors import InputError
 from lamina.models.tokenizers import gpt2_tokenizer
-from lamina.analyses.tuning.layer import layer_binary
 from lamina.stats import TooFewSamplesError, correct_pvalues, label_draws, permutation_null
 
 runner = CliRunner()

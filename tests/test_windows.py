@@ -1,9 +1,9 @@
 """Windows and batches: every token counted exactly once, first-token policy, padding masked."""
 
+import pytest
+
 from lamina.data.corpus import builtin_corpus, fingerprint, load_corpus
 from lamina.data.windows import batches, make_windows, split_row_id
-
-import pytest
 from lamina.errors import InputError
 
 

@@ -35,7 +35,7 @@ def main(argv=None):
     a.set_xticks([0.2, 1.2], names)
     a.set_ylabel(f"activation of {target.name}")
     a.legend(fontsize=7)
-    for i, n in enumerate(names):
+    for _i, n in enumerate(names):
         b.plot(runs[n]["cosine_to_nearest"], "o-", label=n)
     b.axhline(1, color="k", lw=0.5)
     b.set_xlabel("input position")

@@ -30,7 +30,7 @@ def main(argv=None):
     norm = lm.model.get_submodule(lm.anatomy.family.final_norm)
     with torch.inference_mode():
         final_normed = (norm(acts[f"resid_post.{N - 1}"]) - acts[f"hidden.{N}"]).abs().max().item()
-    print(f"max |hook - hidden_states[L+1]| per block: {['%.2g' % d for d in diffs]}")
+    print(f"max |hook - hidden_states[L+1]| per block: {[f'{d:.2g}' for d in diffs]}")
     print(f"last block through {lm.anatomy.family.final_norm}: {final_normed:.2g}")
     docs = load_corpus(max_docs=L.pick(2, 6))
     n_tok = L.pick(300, 4000)

@@ -13,8 +13,8 @@ image for 40 random neurons: the block structure is the tuning.
 import numpy as np
 from common import Lesson
 
-from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.sources.model import ModelSource
+from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.tuning.run import describe_test, design_for
 from lamina.models import random_like
 from lamina.stats import correct_pvalues, permutation_null, primary_test

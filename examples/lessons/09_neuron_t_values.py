@@ -16,8 +16,8 @@ from common import Lesson
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.sources.model import ModelSource
+from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.tuning.run import tune
 
 

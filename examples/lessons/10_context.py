@@ -82,7 +82,8 @@ def main(argv=None):
         return {c: g["mean_r"].round(4).tolist() for c, g in df.groupby("comparison", sort=False)}
 
     mid = L.middle_layer()
-    pick = lambda df, c: float(df[(df["layer"] == mid) & (df["comparison"] == c)]["mean_r"].iloc[0])
+    def pick(df, c):
+        return float(df[(df["layer"] == mid) & (df["comparison"] == c)]["mean_r"].iloc[0])
     base, space = "two different words alone (baseline)", "leading space vs none (alone)"
     summary = {"site": site, "carrier": CARRIER, "n_words": len(items), "generated": generated,
                "course_design": table(course), "carrier_design": table(ours),

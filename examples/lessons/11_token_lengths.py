@@ -14,9 +14,9 @@ import numpy as np
 from common import Lesson
 
 from lamina.analyses.tuning.contrasts import token_length
-from lamina.sites import parse_layers
-from lamina.analyses.tuning.run import tune
 from lamina.analyses.tuning.controls import run_controls
+from lamina.analyses.tuning.run import tune
+from lamina.sites import parse_layers
 
 
 def main(argv=None):

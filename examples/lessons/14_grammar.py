@@ -14,8 +14,8 @@ neuron's held-out accuracy per layer against its null.
 from common import Lesson, laminar_plot
 
 from lamina.analyses.tuning.contrasts import nouns_verbs
-from lamina.analyses.tuning.run import tune
 from lamina.analyses.tuning.controls import run_controls
+from lamina.analyses.tuning.run import tune
 from lamina.report.tuning_report import write_tuning
 
 

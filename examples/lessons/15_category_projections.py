@@ -12,8 +12,8 @@ top tokens of each view with their projection scores.
 from common import Lesson
 
 from lamina.analyses.tuning.contrasts import category
-from lamina.analyses.vocab.projections import project
 from lamina.analyses.tuning.run import tune
+from lamina.analyses.vocab.projections import project
 
 
 def main(argv=None):

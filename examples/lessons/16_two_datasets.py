@@ -18,9 +18,9 @@ against B, for the word types seen in both halves.
 import numpy as np
 from common import Lesson
 
-from lamina.analyses.tuning.contrasts import nouns_verbs
 from lamina.analyses.sources.model import ModelSource
 from lamina.analyses.tuning.compare import compare_tunes, concordance, write_comparison
+from lamina.analyses.tuning.contrasts import nouns_verbs
 from lamina.analyses.tuning.run import design_for
 from lamina.data.corpus import load_corpus
 from lamina.stats import correct_pvalues, label_draws, primary_test

@@ -10,8 +10,8 @@ coloured by the activation (red high, blue low, the same scale for all).
 """
 from common import Lesson, token_heatmap
 
-from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.neurons.top_examples import top_examples
+from lamina.analyses.tuning.contrasts import category
 from lamina.analyses.tuning.run import tune
 from lamina.data.corpus import load_corpus
 

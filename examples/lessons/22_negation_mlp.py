@@ -19,8 +19,8 @@ import pandas as pd
 from common import Lesson, laminar_plot
 
 from lamina.analyses.tuning.contrasts import labels, negation
-from lamina.analyses.tuning.run import tune
 from lamina.analyses.tuning.controls import run_controls
+from lamina.analyses.tuning.run import tune
 from lamina.data.corpus import load_corpus
 
 NEGATION = [" not", " no", " never", " nothing", " nor"]
@@ -98,7 +98,8 @@ def main(argv=None):
     b.set_title(f"course design: {L.pick(41, 101)}-token windows", fontsize=8)
     b.legend(fontsize=6)
     L.figure(fig, "negation_designs")
-    frac = lambda r: r.laminar["fraction_significant"].round(4).tolist()
+    def frac(r):
+        return r.laminar["fraction_significant"].round(4).tolist()
     summary = {"layers": ours.laminar["layer"].tolist(), "matched_pairs": frac(ours),
                "matched_null_count_high": ours.laminar["null_count_high"].tolist(),
                "matched_controls": ctl.to_dict(orient="records"),

@@ -12,8 +12,8 @@ the best neuron's held-out balanced accuracy per layer, for q, k and v.
 from common import Lesson
 
 from lamina.analyses.tuning.contrasts import negation
-from lamina.analyses.tuning.run import tune
 from lamina.analyses.tuning.controls import run_controls
+from lamina.analyses.tuning.run import tune
 
 
 def main(argv=None):

@@ -14,8 +14,8 @@ Per-family notes, with every table as prose: docs/SITES.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lamina.anatomy.check import max_abs_diff, tolerance
 
+
 def candidate_sites(n_layers: int) -> list[str]:
     """The sites a hidden state may equal: embed, every resid_post, final_norm."""
     return ["embed"] + [f"resid_post.{L}" for L in range(n_layers)] + ["final_norm"]

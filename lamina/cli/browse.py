@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -17,8 +16,8 @@ def index_command(
                                  callback=path_check("input_folder")),
     k: int = option("-k", 20, more="Here: top examples per neuron."),
     per_doc: bool = typer.Option(False, "--per-doc", help="At most one top example per document."),
-    sites: Optional[str] = typer.Option(None, "--sites", help="Comma-separated stored sites (default: all)."),
-    out: Optional[Path] = option("--out", more="Here: the index folder (default: STORE/index)."),
+    sites: str | None = typer.Option(None, "--sites", help="Comma-separated stored sites (default: all)."),
+    out: Path | None = option("--out", more="Here: the index folder (default: STORE/index)."),
     as_json: bool = JsonOpt,
 ):
     """One streaming pass over a store: per neuron max, mean, std, fraction > 0, histogram, top-k examples
@@ -46,7 +45,7 @@ def index_command(
 def browse_command(
     store: Path = typer.Argument(..., help="Activation store folder with an index (lamina index).",
                                  callback=path_check("input_folder")),
-    tune: Optional[List[Path]] = typer.Option(None, "--tune", callback=path_check("input_folder"), help="A `lamina tune` output folder (repeatable)."),
+    tune: list[Path] | None = typer.Option(None, "--tune", callback=path_check("input_folder"), help="A `lamina tune` output folder (repeatable)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to serve on."),
     allow_remote: bool = typer.Option(False, "--allow-remote",

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from lamina.cli.checks import path_check
-from lamina.cli.common import (SAMPLED_TOKENS, BatchOpt, ContextOpt, CorpusOpt, DeviceOpt, DtypeOpt, JsonOpt,
-                               ModelOpt, SeedOpt, SkipFirstOpt, TextFieldOpt, app, console, dump, load,
-                               option, user_errors)
+from lamina.cli.common import (
+    SAMPLED_TOKENS,
+    BatchOpt,
+    ContextOpt,
+    CorpusOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelOpt,
+    SeedOpt,
+    SkipFirstOpt,
+    TextFieldOpt,
+    app,
+    console,
+    dump,
+    load,
+    option,
+    user_errors,
+)
 from lamina.errors import InputError
 from lamina.report.jsonio import write_json
 from lamina.report.output import atomic_output, check_output
@@ -30,7 +45,7 @@ MULTIPLIERS_HELP = ("Multipliers m, e.g. 0,1,2,4 or -2,2: each adds m x the site
                     "prompts x the unit direction (docs/OPTIONS.md). Was --alpha.")
 
 
-def parse_indices(spec: Optional[str], what: str) -> Optional[tuple[int, ...]]:
+def parse_indices(spec: str | None, what: str) -> tuple[int, ...] | None:
     """'3', '1,5,9' or '0-7,12' -> indices; None or 'all' -> None."""
     if spec is None or spec.strip() in ("", "all"):
         return None
@@ -58,34 +73,34 @@ def _docs(corpus: str, text_field: str):
 @app.command("ablate")
 @user_errors
 def ablate_command(
-    site: Optional[str] = option("--site", more="Here: one site with its layer, e.g. mlp_post.13 or q.4."),
-    neurons: Optional[str] = typer.Option(None, "--neurons", "-n", help="Neurons: 5, 1,5,9 or 0-7 (default all)."),
-    heads: Optional[str] = typer.Option(None, "--heads", help="q/k/v sites: whole heads, e.g. 0,3."),
+    site: str | None = option("--site", more="Here: one site with its layer, e.g. mlp_post.13 or q.4."),
+    neurons: str | None = typer.Option(None, "--neurons", "-n", help="Neurons: 5, 1,5,9 or 0-7 (default all)."),
+    heads: str | None = typer.Option(None, "--heads", help="q/k/v sites: whole heads, e.g. 0,3."),
     positions: str = typer.Option("all", "--positions", "-p", help="all, first, or token positions I,J."),
     method: str = typer.Option("zero", "--method", help="zero, mean (over the reference corpus) or resample."),
-    store: Optional[Path] = option("--store", more="mean: take the reference mean from it."),
+    store: Path | None = option("--store", more="mean: take the reference mean from it."),
     reference_tokens: int = typer.Option(20000, "--reference-tokens", min=0, help="mean/resample: reference tokens read (0: no limit)."),
-    from_tune: Optional[Path] = option("--from-tune", more="Test its neurons causally."),
+    from_tune: Path | None = option("--from-tune", more="Test its neurons causally."),
     top: int = option("--top", 10, more="Here: neurons ablated per layer."),
     random_draws: int = typer.Option(20, "--random", min=1, max=10**4, help="--from-tune: random variance-matched draws per layer."),
-    layers: Optional[str] = option("--layers", more="Here: with --from-tune, the layers tested (default: the run's)."),
+    layers: str | None = option("--layers", more="Here: with --from-tune, the layers tested (default: the run's)."),
     max_pairs: int = option("--max-pairs", more="Here: with --from-tune, of the negation pairs."),
     loss_tokens: int = typer.Option(2048, "--loss-tokens", min=0, help="--from-tune: corpus tokens for the general loss (0: skip)."),
     random_loss: bool = typer.Option(False, "--random-loss", help="--from-tune: the general loss for every random draw too (slow)."),
-    tune_metric: Optional[str] = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts), pair-kl (negation) or probe (a label probe on the last residual)."),
-    prompts_file: Optional[Path] = option("--prompts", more="Here: with --from-tune, the metric target."),
-    target: Optional[str] = option("--target", more="Here: with --from-tune --prompts, e.g. ' seven, eight'."),
+    tune_metric: str | None = typer.Option(None, "--metric", help="--from-tune: loss (after the run's labelled tokens; default), kl (at them; the default when every sample is a text's last token), target (with --prompts), pair-kl (negation) or probe (a label probe on the last residual)."),
+    prompts_file: Path | None = option("--prompts", more="Here: with --from-tune, the metric target."),
+    target: str | None = option("--target", more="Here: with --from-tune --prompts, e.g. ' seven, eight'."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = SampledTokensOpt,
     context: int = ContextOpt,
     batch_size: int = BatchOpt,
     skip_first: bool = SkipFirstOpt,
-    out: Optional[Path] = OutOpt,
+    out: Path | None = OutOpt,
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
+    dtype: str | None = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
     """Ablate neurons or heads at one site and measure loss, perplexity and KL (or test a tune run causally)."""
@@ -150,27 +165,27 @@ def ablate_command(
 @app.command("steer")
 @user_errors
 def steer_command(
-    site: Optional[str] = option("--site", more="Here: with --vector, the site it is added at, e.g. resid_post.6."),
-    vector: Optional[Path] = typer.Option(None, "--vector", callback=path_check("input_file"), help="A .npy direction."),
-    from_tune: Optional[Path] = option("--from-tune", more="Steer along its difference of means at --layer."),
-    layer: Optional[int] = typer.Option(None, "--layer", min=0, max=4095, help="--from-tune: the layer whose direction is used."),
-    neuron: Optional[str] = typer.Option(None, "--neuron", help="A neuron's output vector, e.g. mlp_post.12:345."),
+    site: str | None = option("--site", more="Here: with --vector, the site it is added at, e.g. resid_post.6."),
+    vector: Path | None = typer.Option(None, "--vector", callback=path_check("input_file"), help="A .npy direction."),
+    from_tune: Path | None = option("--from-tune", more="Steer along its difference of means at --layer."),
+    layer: int | None = typer.Option(None, "--layer", min=0, max=4095, help="--from-tune: the layer whose direction is used."),
+    neuron: str | None = typer.Option(None, "--neuron", help="A neuron's output vector, e.g. mlp_post.12:345."),
     multipliers: str = typer.Option("0,1,2,4", "--multipliers", help=MULTIPLIERS_HELP),
     target: str = option("--target", " not", more="Here: one token for the sweep; several with --from-tune --top."),
-    prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Prompts (default: the negation pairs' shared beginnings)."),
+    prompts: list[str] | None = typer.Option(None, "--prompt", help="Prompts (default: the negation pairs' shared beginnings)."),
     generate_tokens: int = typer.Option(0, "--generate", min=0, max=4096,
                                         help="Also print a greedy continuation of the first prompt per multiplier."),
-    top: Optional[int] = option("--top", more="Here: steered at the largest |multiplier|."),
+    top: int | None = option("--top", more="Here: steered at the largest |multiplier|."),
     random_draws: int = typer.Option(20, "--random", min=1, max=10**4, help="--from-tune --top: random variance-matched draws."),
-    prompts_file: Optional[Path] = option("--prompts", more="Here: with --from-tune --top (else --prompt)."),
+    prompts_file: Path | None = option("--prompts", more="Here: with --from-tune --top (else --prompt)."),
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     max_tokens: int = option("--max-tokens", SAMPLED_TOKENS, more="Here: corpus tokens for the perplexity cost."),
-    out: Optional[Path] = OutOpt,
+    out: Path | None = OutOpt,
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
+    dtype: str | None = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
     """Add m x (a typical norm) x the unit direction at a site: target effect against perplexity cost, per multiplier m."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -85,11 +86,11 @@ class Shared:
     flags: tuple[str, ...]
     meaning: str
     default: Any = None
-    min: Optional[float] = None
-    max: Optional[float] = None
-    callback: Optional[Callable] = None
+    min: float | None = None
+    max: float | None = None
+    callback: Callable | None = None
     by_verb: dict = field(default_factory=dict)
-    metavar: Optional[str] = None
+    metavar: str | None = None
 
 
 COUNT_MAX = 10**6        # a count of top items kept; after loading, also at most what it indexes
@@ -227,7 +228,7 @@ def user_errors(fn):
     return wrapper
 
 
-def load(model: str, seed: int, device: str = "cpu", dtype: Optional[str] = None):
+def load(model: str, seed: int, device: str = "cpu", dtype: str | None = None):
     """`lamina.load` behind a spinner on stderr."""
     import lamina
 
@@ -235,7 +236,7 @@ def load(model: str, seed: int, device: str = "cpu", dtype: Optional[str] = None
         return lamina.load(model, seed=seed, device=device, dtype=dtype)
 
 
-def check_count(flag: str, value: Optional[int], bound: int, what: str) -> Optional[int]:
+def check_count(flag: str, value: int | None, bound: int, what: str) -> int | None:
     """A count that indexes something known only after loading (the vocabulary, a site's width, a store's
     rows): at most `bound`, else one line naming the bound."""
     from lamina.errors import InputError

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from rich.table import Table
 from rich.text import Text
@@ -21,10 +20,10 @@ from lamina.errors import InputError
 class TuneMetricChoice:
     """What `--from-tune` measures, as given on the command line (checked in `_tune_metric`)."""
 
-    name: Optional[str]
-    prompts: Optional[Path]
-    target: Optional[str]
-    max_pairs: Optional[int] = None
+    name: str | None
+    prompts: Path | None
+    target: str | None
+    max_pairs: int | None = None
     prompt_list: tuple = ()    # steer's --prompt texts, when no --prompts file is given
 
 
@@ -67,8 +66,8 @@ def from_tune_check(folder, site, k, repeats, layers, choice, loss_tokens, rando
                     load_model, seed, as_json, edits_for=None):
     """`load_model()` loads the model the verb was given (with its --device and --dtype)."""
     from lamina.analyses.causal.from_tune import ablate_edits, causal_from_tune
-    from lamina.sites import parse_layers
     from lamina.analyses.tuning.run_folder import read_laminar, read_tune_run
+    from lamina.sites import parse_layers
 
     table, settings = read_tune_run(folder)
     tune_site = settings.get("site", "mlp_post")

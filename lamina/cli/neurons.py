@@ -2,16 +2,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from lamina.analyses.neurons.maximize_settings import MaximizeSettings
 from lamina.cli.checks import non_negative_number, path_check, positive_number
-from lamina.cli.common import (COUNT_MAX, BatchOpt, ContextOpt, CorpusOpt, DeviceOpt, DtypeOpt, JsonOpt, MaxDocsOpt,
-                               MaxTokOpt, ModelOpt, SeedOpt, TextFieldOpt, app, check_count, console, dump, load, option,
-                               user_errors)
+from lamina.cli.common import (
+    COUNT_MAX,
+    BatchOpt,
+    ContextOpt,
+    CorpusOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MaxDocsOpt,
+    MaxTokOpt,
+    ModelOpt,
+    SeedOpt,
+    TextFieldOpt,
+    app,
+    check_count,
+    console,
+    dump,
+    load,
+    option,
+    user_errors,
+)
 
 MAXIMIZE = MaximizeSettings()  # the defaults of maximize's options
 NeuronsOut = option("--out", Path("lamina-out/neurons"), more="Here: JSON and neuron pages (maximize and top-examples share it).")
@@ -38,9 +55,9 @@ def _read_direction(path: Path):
 @app.command("maximize")
 @user_errors
 def maximize_command(
-    neuron: Optional[str] = typer.Option(None, "--neuron", "-n", help="Neuron SITE:INDEX, e.g. mlp_post.15:123."),
-    site: Optional[str] = option("--site", more="Here: with --direction, the site it lives in, e.g. resid_post.5."),
-    direction: Optional[Path] = typer.Option(None, "--direction", callback=path_check("input_file"),
+    neuron: str | None = typer.Option(None, "--neuron", "-n", help="Neuron SITE:INDEX, e.g. mlp_post.15:123."),
+    site: str | None = option("--site", more="Here: with --direction, the site it lives in, e.g. resid_post.5."),
+    direction: Path | None = typer.Option(None, "--direction", callback=path_check("input_file"),
         help="A vector as .npy, .pt or text, the site's width."),
     position: str = typer.Option(MAXIMIZE.position, "--position",
         help="last: the last token; mean: mean over the optimised tokens."),
@@ -53,7 +70,7 @@ def maximize_command(
     projected: bool = typer.Option(False, "--projected",
         help="Forward on the nearest tokens; gradient straight through."),
     top_k: int = typer.Option(MAXIMIZE.top_k, "--top-k", min=1, max=COUNT_MAX, help="Nearest tokens listed per optimised vector."),
-    fluency: Optional[str] = typer.Option(None, "--fluency",
+    fluency: str | None = typer.Option(None, "--fluency",
         help="Lambdas for the discrete search with a fluency penalty, e.g. 0,1,4."),
     search_steps: int = typer.Option(MAXIMIZE.search_steps, "--search-steps", min=0, max=10**6, help="Steps of the discrete search per lambda."),
     search_top_k: int = typer.Option(MAXIMIZE.search_top_k, "--search-top-k", min=1, max=COUNT_MAX, help="Candidate tokens per position, by gradient."),
@@ -61,7 +78,7 @@ def maximize_command(
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
+    dtype: str | None = DtypeOpt,
     out: Path = NeuronsOut,
     as_json: bool = JsonOpt,
 ):
@@ -120,24 +137,24 @@ def maximize_command(
 @app.command("top-examples")
 @user_errors
 def top_examples_command(
-    neuron: List[str] = typer.Option(..., "--neuron", "-n", help="Neuron SITE:INDEX (repeatable)."),
+    neuron: list[str] = typer.Option(..., "--neuron", "-n", help="Neuron SITE:INDEX (repeatable)."),
     k: int = option("-k", 10, more="Here: top examples per neuron, one per document."),
     n_random: int = typer.Option(10, "--random", min=0, max=COUNT_MAX, help="Random tokens shown per neuron."),
     quantiles: int = typer.Option(10, "--quantiles", min=0, max=1000, help="Quantile bins of the activation distribution."),
     per_quantile: int = typer.Option(2, "--per-quantile", min=0, max=1000, help="Examples shown per quantile bin."),
-    compare: Optional[List[Path]] = typer.Option(None, "--compare", callback=path_check("input_path"),
+    compare: list[Path] | None = typer.Option(None, "--compare", callback=path_check("input_path"),
         help="maximize_*.json files or folders to compare with."),
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
+    dtype: str | None = DtypeOpt,
     corpus: str = CorpusOpt,
     text_field: str = TextFieldOpt,
     context: int = ContextOpt,
     batch_size: int = BatchOpt,
-    max_tokens: Optional[int] = MaxTokOpt,
-    max_docs: Optional[int] = MaxDocsOpt,
-    store: Optional[Path] = option("--store", more="Read it instead of running the model; its model, corpus and "
+    max_tokens: int | None = MaxTokOpt,
+    max_docs: int | None = MaxDocsOpt,
+    store: Path | None = option("--store", more="Read it instead of running the model; its model, corpus and "
                                                    "context are used."),
     out: Path = NeuronsOut,
     as_json: bool = JsonOpt,

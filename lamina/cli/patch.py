@@ -6,14 +6,24 @@ folder first, and the files are written at the end through `atomic_output`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.text import Text
 
 from lamina.cli.checks import pairs_check
-from lamina.cli.common import (DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, SeedOpt, app, console, dump, load, option,
-                               user_errors)
+from lamina.cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelOpt,
+    SeedOpt,
+    app,
+    console,
+    dump,
+    load,
+    option,
+    user_errors,
+)
 from lamina.errors import InputError
 from lamina.report.jsonio import write_json
 from lamina.report.output import atomic_output, check_output
@@ -52,23 +62,23 @@ def _token_id(lm, text: str, what: str) -> int:
 @app.command("patch")
 @user_errors
 def patch_command(
-    clean: Optional[str] = typer.Option(None, "--clean", help="The clean text (its run is patched)."),
-    corrupt: Optional[str] = typer.Option(None, "--corrupt", help="The corrupted text (the values patched in)."),
-    pairs: Optional[str] = typer.Option(None, "--pairs", callback=pairs_check,
+    clean: str | None = typer.Option(None, "--clean", help="The clean text (its run is patched)."),
+    corrupt: str | None = typer.Option(None, "--corrupt", help="The corrupted text (the values patched in)."),
+    pairs: str | None = typer.Option(None, "--pairs", callback=pairs_check,
                                         help="'negation' or a TSV clean, corrupt[, target_a, target_b]."),
     site: str = option("--site", "resid_pre", more="Here: the kind patched at every layer (resid_pre, attn_out, mlp_out, ...)."),
-    layers: Optional[str] = option("--layers", more="Default: all."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="logit-diff (with targets; the default then) or kl."),
-    target_a: Optional[str] = typer.Option(None, "--target-a", help="logit-diff: the token the clean run favours."),
-    target_b: Optional[str] = typer.Option(None, "--target-b", help="logit-diff: the token the corrupt run favours."),
+    layers: str | None = option("--layers", more="Default: all."),
+    metric: str | None = typer.Option(None, "--metric", help="logit-diff (with targets; the default then) or kl."),
+    target_a: str | None = typer.Option(None, "--target-a", help="logit-diff: the token the clean run favours."),
+    target_b: str | None = typer.Option(None, "--target-b", help="logit-diff: the token the corrupt run favours."),
     align: str = typer.Option("exact", "--align", help="exact (equal token lengths) or edit (align common prefix and suffix)."),
     max_pairs: int = option("--max-pairs"),
     batch_size: int = option("--batch-size", 32, more="Here: patches per forward pass."),
-    out: Optional[Path] = OutOpt,
+    out: Path | None = OutOpt,
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
+    dtype: str | None = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
     """Activation patching, layer x position: how much of the corrupt output each patch carries."""

@@ -3,15 +3,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from lamina.analyses.tuning.settings import PROBE_RANKINGS, TuneSettings
 from lamina.cli.checks import path_check, unit_interval
-from lamina.cli.common import (SAMPLED_TOKENS, DeviceOpt, DtypeOpt, JsonOpt, MaxDocsOpt, app, console, dump,
-                               load, option, user_errors)
+from lamina.cli.common import (
+    SAMPLED_TOKENS,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MaxDocsOpt,
+    app,
+    console,
+    dump,
+    load,
+    option,
+    user_errors,
+)
 from lamina.models.registry import DEFAULT_MODEL
 
 TUNE = TuneSettings()  # the defaults of the options below
@@ -24,39 +34,39 @@ def tune(
     contrast: str = typer.Option(..., "--contrast", help="nouns-verbs, negation, proper-nouns, token-length, category, labels, or context (the context lesson)."),
     site: str = option("--site", TUNE.site, more="Here: the kind tuned (mlp_post, mlp_pre, q, k, v, resid_post, ...)."),
     layers: str = option("--layers", "all"),
-    out: Optional[Path] = option("--out", more="Here: tables, tuning.png and tuning.html."),
-    words_a: Optional[Path] = typer.Option(None, "--words-a", callback=IN_FILE, help="category: word list of group A (one word a line)."),
-    words_b: Optional[Path] = typer.Option(None, "--words-b", callback=IN_FILE, help="category: word list of group B."),
-    words_c: Optional[Path] = typer.Option(None, "--words-c", callback=IN_FILE, help="category: a second category scored against the same group B (specificity: the overlap of the two significant sets)."),
-    sentences_a: Optional[Path] = typer.Option(None, "--sentences-a", callback=IN_FILE, help="category: sentences of group A (one a line)."),
-    sentences_b: Optional[Path] = typer.Option(None, "--sentences-b", callback=IN_FILE, help="category: sentences of group B."),
-    table_file: Optional[Path] = typer.Option(None, "--table", callback=IN_FILE, help="labels: a CSV/TSV/Parquet/JSONL table with a text column."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="labels: the label column (COLUMN or COLUMN=VALUE)."),
+    out: Path | None = option("--out", more="Here: tables, tuning.png and tuning.html."),
+    words_a: Path | None = typer.Option(None, "--words-a", callback=IN_FILE, help="category: word list of group A (one word a line)."),
+    words_b: Path | None = typer.Option(None, "--words-b", callback=IN_FILE, help="category: word list of group B."),
+    words_c: Path | None = typer.Option(None, "--words-c", callback=IN_FILE, help="category: a second category scored against the same group B (specificity: the overlap of the two significant sets)."),
+    sentences_a: Path | None = typer.Option(None, "--sentences-a", callback=IN_FILE, help="category: sentences of group A (one a line)."),
+    sentences_b: Path | None = typer.Option(None, "--sentences-b", callback=IN_FILE, help="category: sentences of group B."),
+    table_file: Path | None = typer.Option(None, "--table", callback=IN_FILE, help="labels: a CSV/TSV/Parquet/JSONL table with a text column."),
+    label_column: str | None = typer.Option(None, "--label-column", help="labels: the label column (COLUMN or COLUMN=VALUE)."),
     word_pooling: str = typer.Option("last", "--word-pooling", help="Read a multi-token word at its last, first or mean sub-token."),
     negation_token: str = typer.Option("after-edit", "--negation-token", help="negation: read at the first token after the edit, or the final token."),
     permutations: int = typer.Option(TUNE.permutations, "--permutations", min=0, max=10**6, help="Label permutations for the null of the count of significant neurons."),
     fdr_family: str = typer.Option(TUNE.fdr_family, "--fdr-family", help="Multiple-testing family: each layer, or the whole model."),
     alpha: float = typer.Option(TUNE.alpha, "--alpha", callback=unit_interval, help="FDR level (and Bonferroni family-wise level)."),
     cv: int = typer.Option(TUNE.cv, "--cv", min=2, max=1000, help="Cross-validation folds for logistic regression and probes."),
-    rank_by: Optional[List[str]] = typer.Option(None, "--rank-by", help=f"Sparse-probe rankings (repeatable): {', '.join(PROBE_RANKINGS)}. Default all of them."),
+    rank_by: list[str] | None = typer.Option(None, "--rank-by", help=f"Sparse-probe rankings (repeatable): {', '.join(PROBE_RANKINGS)}. Default all of them."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Skip the sparse probes."),
     max_tokens: int = option("--max-tokens", SAMPLED_TOKENS, more="Here: corpus contrasts' paragraphs, drawn at random over the corpus."),
     max_docs: int = MaxDocsOpt,
-    max_per_group: Optional[int] = typer.Option(500, "--max-per-group", min=0, help="At most this many samples (pairs) per group, drawn at random (0: all)."),
+    max_per_group: int | None = typer.Option(500, "--max-per-group", min=0, help="At most this many samples (pairs) per group, drawn at random (0: all)."),
     batch_size: int = option("--batch-size", TUNE.batch_size, more="Here: texts of 128 tokens (shorter texts: as many as fit in the same tokens)."),
     unit: str = typer.Option("default", "--unit", help="Unit of replication of the primary test: default (word type x paragraph for corpus contrasts, the pair for negation) or occurrence (every sample independent: the old, anti-conservative test)."),
-    unit_column: Optional[List[str]] = typer.Option(None, "--unit-column", help="A sample/table column that names the unit of replication (repeat once for two-way clustering), e.g. --unit-column speaker."),
-    control: Optional[List[str]] = typer.Option(None, "--control", help="A sample/table column entered as fixed effects (repeatable): a design factor crossed with the units, e.g. --control template."),
+    unit_column: list[str] | None = typer.Option(None, "--unit-column", help="A sample/table column that names the unit of replication (repeat once for two-way clustering), e.g. --unit-column speaker."),
+    control: list[str] | None = typer.Option(None, "--control", help="A sample/table column entered as fixed effects (repeatable): a design factor crossed with the units, e.g. --control template."),
     p_method: str = typer.Option(TUNE.p, "--p", help="The primary p: analytic (the test's own) or permutation (labels permuted among units, signs flipped for pairs; enough draws for the BH level)."),
     keep_first_token: bool = typer.Option(False, "--keep-first-token", help="resid sites: keep samples read at position 0 (the attention sink; left out by default)."),
     controls: bool = typer.Option(False, "--controls", help="Negative controls beside the result: the same contrast on a random-weights model of the same shape, and for negation the neutral-word insertion."),
     reference_permutations: int = typer.Option(TUNE.reference_permutations, "--reference-permutations", min=0, max=10**6, help="Null labellings for the reference of the best CV accuracy / probe AUC (0: none)."),
-    store: Optional[Path] = option("--store", more="Read the samples' activations from a store of the contrast's texts (see --texts-out) instead of running the model; corpus contrasts and category."),
-    texts_out: Optional[Path] = typer.Option(None, "--texts-out", callback=path_check("output_file"), help="Write the contrast's texts as a JSONL corpus (one document per text) and stop: extract a store from it for --store."),
-    model: Optional[str] = option("--model", None, more=f"Default {DEFAULT_MODEL}; with --store: the store's model."),
-    seed: Optional[int] = option("--seed", None, more="Default 0; with --store: the store's."),
+    store: Path | None = option("--store", more="Read the samples' activations from a store of the contrast's texts (see --texts-out) instead of running the model; corpus contrasts and category."),
+    texts_out: Path | None = typer.Option(None, "--texts-out", callback=path_check("output_file"), help="Write the contrast's texts as a JSONL corpus (one document per text) and stop: extract a store from it for --store."),
+    model: str | None = option("--model", None, more=f"Default {DEFAULT_MODEL}; with --store: the store's model."),
+    seed: int | None = option("--seed", None, more="Default 0; with --store: the store's."),
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
+    dtype: str | None = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
     """Neuron tuning to a contrast, layer by layer: tests, FDR, permutation null, probes, laminar profile."""
@@ -178,7 +188,7 @@ def _check_store_contrast(contrast: str, store, controls: bool) -> None:
         raise InputError("--controls runs a random-weights model of the same shape; run them without --store")
 
 
-def _open_store(folder: Path, model: Optional[str], seed: Optional[int]):
+def _open_store(folder: Path, model: str | None, seed: int | None):
     """The store as a samples source, refused when --model / --seed name another model than it was made with."""
     from lamina.analyses.sources.store import StoreSource
     from lamina.errors import InputError
@@ -209,7 +219,7 @@ def _write_texts(samples, path: Path, spec: str) -> None:
                   soft_wrap=True)
 
 
-def _print_tune(result, out: Optional[Path], paths: dict) -> None:
+def _print_tune(result, out: Path | None, paths: dict) -> None:
     s, lam = result.settings, result.laminar
     from rich.text import Text
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -20,7 +19,7 @@ def tune_compare(
     run_b: Path = typer.Argument(..., help="The --out folder of another run (same site and layers).",
                                 callback=path_check("input_folder")),
     statistic: str = typer.Option("t", "--statistic", help="The per-neuron column compared: t (default), r, d, ..."),
-    out: Optional[Path] = option("--out", more="Here: comparison.json, the CSV tables and comparison.png."),
+    out: Path | None = option("--out", more="Here: comparison.json, the CSV tables and comparison.png."),
     as_json: bool = JsonOpt,
 ):
     """Do two tune runs agree? Correlation of the per-neuron statistic, overlap of the significant sets, per layer."""

@@ -2,13 +2,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (DeviceOpt, DtypeOpt, FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app,
-                               console, dump, err_console, load, option, user_errors)
+from lamina.cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    FileOpt,
+    JsonOpt,
+    ModelOpt,
+    SeedOpt,
+    TextOpt,
+    TruncOpt,
+    app,
+    console,
+    dump,
+    err_console,
+    load,
+    option,
+    user_errors,
+)
 
 
 @app.command()
@@ -17,17 +31,16 @@ def verify(
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
-    text: Optional[List[str]] = TextOpt,
-    file: Optional[Path] = FileOpt,
+    dtype: str | None = DtypeOpt,
+    text: list[str] | None = TextOpt,
+    file: Path | None = FileOpt,
     truncate: bool = TruncOpt,
-    out: Optional[Path] = option("--out", more="Here: verify.json and verify.png."),
+    out: Path | None = option("--out", more="Here: verify.json and verify.png."),
     as_json: bool = JsonOpt,
 ):
     """The founding experiment: hooks on every block vs output.hidden_states, and the hidden-state map."""
     import lamina
     from lamina.data.texts import read_texts
-
     from lamina.report.output import atomic_output, check_output
 
     if out is not None:
@@ -49,7 +62,7 @@ def verify(
     raise typer.Exit(0 if result["ok"] else 1)
 
 
-def _print_verify(r: dict, out: Optional[Path]) -> None:
+def _print_verify(r: dict, out: Path | None) -> None:
     table = Table(title=f"{r['model']} ({r['architecture']}, {r['n_layers']} blocks): hook on block L vs hidden_states[L+1]")
     for col in ("block", "hidden index", "max |diff|", "max |hook|", "max |hidden|"):
         table.add_column(col, justify="right")

@@ -3,13 +3,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from lamina.cli.common import (DeviceOpt, DtypeOpt, FileOpt, JsonOpt, ModelOpt, SeedOpt, TextOpt, TruncOpt, app,
-                               check_count, console, dump, load, option, user_errors)
+from lamina.cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    FileOpt,
+    JsonOpt,
+    ModelOpt,
+    SeedOpt,
+    TextOpt,
+    TruncOpt,
+    app,
+    check_count,
+    console,
+    dump,
+    load,
+    option,
+    user_errors,
+)
 
 
 @app.command("logit-lens")
@@ -18,12 +32,12 @@ def logit_lens_command(
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
-    text: Optional[List[str]] = TextOpt,
-    file: Optional[Path] = FileOpt,
+    dtype: str | None = DtypeOpt,
+    text: list[str] | None = TextOpt,
+    file: Path | None = FileOpt,
     truncate: bool = TruncOpt,
     k: int = option("-k", 5, more="Here: top tokens per layer and position."),
-    out: Optional[Path] = option("--out", more="Here: logit_lens.csv, logit_lens_layers.csv and two PNGs."),
+    out: Path | None = option("--out", more="Here: logit_lens.csv, logit_lens_layers.csv and two PNGs."),
     as_json: bool = JsonOpt,
 ):
     """The logit lens: each block's raw residual through the model's own final norm and unembedding."""
@@ -31,7 +45,6 @@ def logit_lens_command(
 
     from lamina.analyses.vocab.logit_lens import logit_lens
     from lamina.data.texts import read_texts
-
     from lamina.report.output import atomic_output, check_output
 
     if out is not None:
@@ -75,8 +88,8 @@ def project_command(
     model: str = ModelOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: Optional[str] = DtypeOpt,
-    out: Optional[Path] = option("--out", more="Here: project.csv."),
+    dtype: str | None = DtypeOpt,
+    out: Path | None = option("--out", more="Here: project.csv."),
     as_json: bool = JsonOpt,
 ):
     """Vocabulary projection of a neuron: the tokens it promotes and suppresses, and the tokens that drive it."""

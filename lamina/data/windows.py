@@ -9,13 +9,13 @@ stream cut into full windows: no padding, but windows then cross document bounda
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
-from lamina.data.corpus import Document
 from lamina import validate
+from lamina.data.corpus import Document
 from lamina.errors import InputError
 
 POSITION_BITS = 24  # row id = doc << 24 | position: a token's global id in constant memory (`row_id`)

@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from lamina.data.windows import POSITION_BITS
 from lamina.errors import InputError
-from lamina.store.lock import process_alive
 from lamina.reservoir import RowReservoir
 from lamina.runningstats import RunningHistogram, RunningMoments, RunningTopK
 from lamina.store.columns import chunks, find_rows, gather, shard_spans
+from lamina.store.lock import process_alive
 
 INDEX = "index"
 

@@ -7,7 +7,6 @@ import numpy as np
 
 from lamina.report.figures import pyplot, save
 
-
 METRIC_LABELS = {"loss": "change in next-token loss after the labelled tokens (nats)",
                  "kl": "KL(clean || edited) at the labelled tokens", "probe": "change in the label probe's log-odds",
                  "target": "change in log p(targets) after the prompts", "pair-kl": "change in KL(negated || affirmed)"}

@@ -17,8 +17,15 @@ from lamina.stats.checks import MIN_GROUP_SIZE, TooFewSamplesError
 from lamina.stats.clustered import ClusterDesign, cluster_ols
 from lamina.stats.multiple import CorrectedPValues, correct_pvalues
 from lamina.stats.neuron_tests import contrast_tests, correlation_tests, token_identity_control
-from lamina.stats.nulls import (PermutationNull, PermutationPValues, count_per_layer, null_band, null_counts,
-                                permutation_null, permutation_pvalues)
+from lamina.stats.nulls import (
+                                PermutationNull,
+                                PermutationPValues,
+                                count_per_layer,
+                                null_band,
+                                null_counts,
+                                permutation_null,
+                                permutation_pvalues,
+)
 from lamina.stats.primary import PrimaryDesign, label_draws, null_pvalues, primary_test
 from lamina.stats.probes import logistic_tests, rank_neurons, sparse_probe
 from lamina.stats.replication import ReplicationSplit, replication_split

@@ -66,7 +66,7 @@ class ClusterDesign:
         return min(self.n_clusters) - 1
 
     @classmethod
-    def build(cls, clusters, n: int) -> "ClusterDesign":
+    def build(cls, clusters, n: int) -> ClusterDesign:
         clusters = [check_length(np.asarray(c), n, "cluster codes") for c in clusters]
         if not 1 <= len(clusters) <= 2:
             raise ValueError(f"give one or two cluster columns; got {len(clusters)}")

@@ -12,8 +12,16 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from lamina.stats.checks import (TooFewSamplesError, check_activations, check_binary, check_continuous,
-                                 check_length, is_constant, neuron_frame, paired_halves)
+from lamina.stats.checks import (
+    TooFewSamplesError,
+    check_activations,
+    check_binary,
+    check_continuous,
+    check_length,
+    is_constant,
+    neuron_frame,
+    paired_halves,
+)
 
 
 def contrast_tests(X, y, paired: bool = False, mwu: bool = True) -> pd.DataFrame:

@@ -19,8 +19,15 @@ import pandas as pd
 from scipy import stats
 
 from lamina.stats.checks import check_activations, is_constant, paired_halves
-from lamina.stats.clustered import (ClusterDesign, LabelExplainedError, cluster_codes, cluster_ols, prepare_columns,
-                                    singletons, slope_tests)
+from lamina.stats.clustered import (
+    ClusterDesign,
+    LabelExplainedError,
+    cluster_codes,
+    cluster_ols,
+    prepare_columns,
+    singletons,
+    slope_tests,
+)
 from lamina.stats.neuron_tests import contrast_tests, correlation_tests, r_pvalue, residualise
 
 
@@ -46,7 +53,7 @@ class PrimaryDesign:
             return "pair"
         return " x ".join(self.unit_names) if self.clusters else "occurrence (every sample independent)"
 
-    def subset(self, idx: np.ndarray) -> "PrimaryDesign":
+    def subset(self, idx: np.ndarray) -> PrimaryDesign:
         """The design restricted to the samples `idx`."""
         return PrimaryDesign(self.kind, self.paired, self.unit_names, tuple(np.asarray(c)[idx] for c in self.clusters),
                              None if self.control is None else self.control[idx], self.control_names, self.vcov)

@@ -20,8 +20,14 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lamina.stats.checks import (MIN_GROUP_SIZE, TooFewSamplesError, check_activations, check_binary, is_constant,
-                                 neuron_frame)
+from lamina.stats.checks import (
+    MIN_GROUP_SIZE,
+    TooFewSamplesError,
+    check_activations,
+    check_binary,
+    is_constant,
+    neuron_frame,
+)
 
 __all__ = ["logistic_tests", "sparse_probe", "rank_neurons", "cv_folds"]
 _CHUNK = 256  # neurons per vectorised Newton fit

@@ -101,7 +101,7 @@ class StoreLock:
                 found.append(path)
         return found
 
-    def acquire(self) -> "StoreLock":
+    def acquire(self) -> StoreLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = json.dumps({"pid": os.getpid(), "pid_start": process_start(os.getpid()),
                              "host": socket.gethostname(), "started": time.time(), "owner": self.owner})
@@ -146,7 +146,7 @@ class StoreLock:
                 self.path.unlink(missing_ok=True)
             self.held = False
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> StoreLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -16,6 +16,7 @@ from lamina.errors import InputError, SiteError, StoreError
 from lamina.store.manifest import read_manifest
 from lamina.store.shards import bad_sidecars, check_shards, complete_shards, shard_header, shard_path, verify_shard
 
+
 class ActivationStore:
     """A store folder: `read(site)` -> [rows, ...] over all complete shards, `tokens()` -> DataFrame."""
 

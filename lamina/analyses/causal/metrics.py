@@ -67,7 +67,7 @@ def bootstrap_ratio(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, se
 @dataclass
 class AblationResult:
     settings: dict
-    per_doc: "object"            # DataFrame: doc, n_tokens, loss_clean, loss_edited, kl (sums)
+    per_doc: object            # DataFrame: doc, n_tokens, loss_clean, loss_edited, kl (sums)
     summary: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:

@@ -63,7 +63,7 @@ class LabelledLoss:
                    for t in self._texts}
         return (self.rows["read"] + 1 < self.rows["text"].map(lengths)).to_numpy()
 
-    def prepare(self, lm) -> "LabelledLoss":
+    def prepare(self, lm) -> LabelledLoss:
         """Drop (loss) samples read at their text's last token, which no token follows; count them in `n_final`."""
         has_next = self.has_next(lm.tokenizer)
         self.n_final = int((~has_next).sum())
@@ -161,7 +161,7 @@ class LabelProbe:
         self.texts = [texts[t] for t in sorted(texts)]
         self._probes = None
 
-    def prepare(self, lm) -> "LabelProbe":
+    def prepare(self, lm) -> LabelProbe:
         return self
 
     def describe(self) -> str:
@@ -213,7 +213,7 @@ class TargetLogprob:
         self.units = np.arange(len(prompts))
         self.unit = "prompt"
 
-    def prepare(self, lm) -> "TargetLogprob":
+    def prepare(self, lm) -> TargetLogprob:
         return self
 
     def describe(self) -> str:
@@ -240,7 +240,7 @@ class PairKL:
         self.units = np.arange(len(pairs))
         self.unit = "pair"
 
-    def prepare(self, lm) -> "PairKL":
+    def prepare(self, lm) -> PairKL:
         return self
 
     def describe(self) -> str:

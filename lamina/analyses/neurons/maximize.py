@@ -27,8 +27,15 @@ from tqdm.auto import tqdm
 
 from lamina.analyses.neurons.discrete_search import discrete_search
 from lamina.analyses.neurons.maximize_settings import MaximizeSettings
-from lamina.analyses.neurons.target import (OptimizationDiverged, Target, allowed_ids, prefix_ids, prompt_ce,
-                                           resolve_target, run_target)
+from lamina.analyses.neurons.target import (
+    OptimizationDiverged,
+    Target,
+    allowed_ids,
+    prefix_ids,
+    prompt_ce,
+    resolve_target,
+    run_target,
+)
 
 
 def rescore(lm, target: Target, ids: list[int]) -> dict:

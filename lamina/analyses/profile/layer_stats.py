@@ -90,7 +90,7 @@ class LayerStats:
         while self.sample_size > 2 * self.sample_cap and self.sample_size > 2 * d:
             self._thin(0.5, d)
 
-    def merge(self, other: "LayerStats") -> "LayerStats":
+    def merge(self, other: LayerStats) -> LayerStats:
         """Fold in the statistics of other rows (another process's, another actor's); in place, returns self.
 
         Moments, the top-k and the maxima merge exactly (up to float64 rounding). The median's samples are
@@ -123,7 +123,7 @@ class LayerStats:
                 "sample": torch.cat(self.sample) if self.sample else torch.zeros(0)}
 
     @classmethod
-    def from_state_dict(cls, sd: dict, seed: int = 0) -> "LayerStats":
+    def from_state_dict(cls, sd: dict, seed: int = 0) -> LayerStats:
         stats = cls(top_k=int(sd["top"]["k"]), sample_cap=sd["sample_cap"], seed=seed)
         stats.moments = RunningMoments.from_state_dict(sd["moments"])
         stats.top = RunningTopK.from_state_dict(sd["top"])

@@ -35,7 +35,7 @@ class ModelSource(ActivationSource):
         self.context = context
 
     @classmethod
-    def from_windows(cls, lm, windows: list[Window], skip_first: bool = False, doc_ids=()) -> "ModelSource":
+    def from_windows(cls, lm, windows: list[Window], skip_first: bool = False, doc_ids=()) -> ModelSource:
         """A source over given windows (a Ray actor's share of a corpus), without tokenizing anything."""
         source = cls(lm, skip_first=skip_first)
         ActivationSource.__init__(source, windows, skip_first)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lamina.analyses.tuning.contrasts import SampleSet, builtin_file, encode_text, read_lines, span_positions
 from lamina.analyses.sources.model import ModelSource
+from lamina.analyses.tuning.contrasts import SampleSet, builtin_file, encode_text, read_lines, span_positions
 from lamina.errors import InputError
 from lamina.sites import parse_layers
 

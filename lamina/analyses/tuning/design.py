@@ -19,8 +19,8 @@ import pandas as pd
 from lamina.analyses.sources.base import ActivationSource
 from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.analyses.tuning.contrasts.label_columns import table_column
-from lamina.analyses.tuning.settings import TuneSettings
 from lamina.analyses.tuning.layer import confound_columns, probe_ks
+from lamina.analyses.tuning.settings import TuneSettings
 from lamina.errors import InputError
 from lamina.stats import MIN_GROUP_SIZE, PrimaryDesign, TooFewSamplesError, null_band
 from lamina.stats.clustered import LabelExplainedError, prepare_columns, slope_tests

@@ -13,8 +13,16 @@ import numpy as np
 import pandas as pd
 
 from lamina.analyses.tuning.contrasts import SampleSet
-from lamina.stats import (PrimaryDesign, contrast_tests, correlation_tests, logistic_tests, primary_test,
-                          replication_split, sparse_probe, token_identity_control)
+from lamina.stats import (
+    PrimaryDesign,
+    contrast_tests,
+    correlation_tests,
+    logistic_tests,
+    primary_test,
+    replication_split,
+    sparse_probe,
+    token_identity_control,
+)
 from lamina.stats.checks import TooFewSamplesError
 from lamina.stats.clustered import LabelExplainedError, cluster_ols
 

@@ -26,16 +26,31 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lamina.analyses.tuning.contrasts import SampleSet
 from lamina.analyses.sources import as_source
-from lamina.analyses.tuning.settings import PROBE_KS, TuneSettings
-from lamina.analyses.tuning.design import (check_sizes, cv_groups, describe_test, design_for, drop_first_token,
-                                           few_levels_notes, run_settings)
+from lamina.analyses.tuning.contrasts import SampleSet
+from lamina.analyses.tuning.design import (
+    check_sizes,
+    cv_groups,
+    describe_test,
+    design_for,
+    drop_first_token,
+    few_levels_notes,
+    run_settings,
+)
 from lamina.analyses.tuning.examples import token_heatmaps
 from lamina.analyses.tuning.layer import best_order, layer_binary, layer_continuous, probe_ks, top_table
+from lamina.analyses.tuning.settings import PROBE_KS, TuneSettings
 from lamina.sites import parse_layers
-from lamina.stats import (PrimaryDesign, TooFewSamplesError, correct_pvalues, label_draws, logistic_tests, null_band,
-                          null_pvalues, sparse_probe)
+from lamina.stats import (
+    PrimaryDesign,
+    TooFewSamplesError,
+    correct_pvalues,
+    label_draws,
+    logistic_tests,
+    null_band,
+    null_pvalues,
+    sparse_probe,
+)
 from lamina.stats.nulls import distinct_labellings, null_counts, permutation_pvalues, permutations_for
 
 SINK_KINDS = ("resid_pre", "resid_mid", "resid_post")  # sites where the first token's state is an outlier

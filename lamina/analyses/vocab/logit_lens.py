@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-
 from tqdm.auto import tqdm
 
-from lamina.anatomy.check import max_abs_diff, tolerance
 from lamina import validate
-from lamina.memory import trim_heap
+from lamina.anatomy.check import max_abs_diff, tolerance
 from lamina.errors import AnatomyCheckError
+from lamina.memory import trim_heap
 
 CHUNK_TOKENS = 512  # positions per vocabulary projection
 HEAD_CHECK_TOKENS = 64  # positions on which the model's own logits are computed and compared

@@ -26,7 +26,7 @@ from lamina.errors import InputError
 def _binary_or_continuous(values: pd.Series, column: str):
     """(label array, kind, (A, B) names) for a label column; raises for unusable columns."""
     v = values.dropna()
-    if v.dtype == bool or set(pd.unique(v)) <= {0, 1, True, False}:
+    if v.dtype == bool or set(pd.unique(v)) <= {0, 1}:
         return v.astype(bool), "binary", (column, f"not {column}")
     if pd.api.types.is_numeric_dtype(v):
         return v.astype(float), "continuous", None
