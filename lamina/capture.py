@@ -199,8 +199,9 @@ def run_capture(
     # Without logits, the base model skips the unembedding, a large share of a forward pass.
     runner = model if want_logits else model.base_model
     out = None
-    with model_lock(model), torch.inference_mode(), Capture(model, anatomy, sites, stop_early and not want_hidden, edits=edits,
-                                                 batch_shape=tuple(input_ids.shape)) as cap:
+    capture = Capture(model, anatomy, sites, stop_early and not want_hidden, edits=edits,
+                      batch_shape=tuple(input_ids.shape))
+    with model_lock(model), torch.inference_mode(), capture as cap:
         try:
             out = runner(
                 input_ids=input_ids,

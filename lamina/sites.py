@@ -113,9 +113,11 @@ def _parse_one(raw: str, n_layers: int | None, kinds) -> list[Site]:
             raise SiteError(f"{raw}: layer {layer} is out of range; this model has layers 0-{top - 1}")
         return [Site(kind, layer % top)]
     if match and match[1] in LAYER_KINDS:
-        raise SiteError(f"{raw}: this architecture has no {match[1]} site (parallel attention and MLP blocks have no resid_mid)")
+        raise SiteError(f"{raw}: this architecture has no {match[1]} site "
+                        "(parallel attention and MLP blocks have no resid_mid)")
     close = difflib.get_close_matches(name, _vocabulary(n_layers, kinds), n=4, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; site kinds are {', '.join(list(kinds) + list(MODEL_SITES))}"
+    every = ", ".join(list(kinds) + list(MODEL_SITES))
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; site kinds are {every}"
     raise SiteError(f"unknown site '{raw}'{hint}")
 
 

@@ -1,5 +1,6 @@
 """Checks of numeric arguments, shared by the Python functions (the command line checks the same ranges when
-it parses its options, see `cli/common.py` and `cli/checks.py`; the table is docs/OPTIONS.md). Messages name the argument, as a Python caller wrote it.
+it parses its options, see `cli/common.py` and `cli/checks.py`; the table is docs/OPTIONS.md). Messages name the
+argument, as a Python caller wrote it.
 
 One meaning of 0 everywhere: for a *limit* (max_tokens, max_docs, max_per_group) 0 and None both mean
 "no limit"; a *size* (batch_size, context, stride, k, steps, ...) must be at least 1.

@@ -215,7 +215,7 @@ def test_the_vocabulary_holds_on_every_verb():
 
 def test_one_letter_one_meaning():
     shorts = {}
-    for verb, p in PARAMS:
+    for _verb, p in PARAMS:
         long = [o for o in p.opts if o.startswith("--")]
         for o in p.opts:
             if re.fullmatch(r"-\w", o):

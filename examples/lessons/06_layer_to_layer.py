@@ -25,7 +25,8 @@ def main(argv=None):
     rows = []
     for k in range(1, N + 1):                                             # H[k] is block k-1's output
         a, b = H[k - 1], H[k]
-        delta_attn, delta_mlp = acts[f"attn_out.{k - 1}"][0, position].float(), acts[f"mlp_out.{k - 1}"][0, position].float()
+        delta_attn = acts[f"attn_out.{k - 1}"][0, position].float()
+        delta_mlp = acts[f"mlp_out.{k - 1}"][0, position].float()
         err = (a + delta_attn + delta_mlp - b).abs().max().item()
         rows.append({"block": k - 1, "cosine": torch.nn.functional.cosine_similarity(a, b, dim=0).item(),
                      "relative_step": ((b - a).norm() / a.norm()).item(), "norm": b.norm().item(),

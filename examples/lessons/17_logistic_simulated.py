@@ -50,7 +50,8 @@ def main(argv=None):
     jitter = rng.uniform(-0.05, 0.05, len(y))
     ax[0].scatter(x, y + jitter, s=8, alpha=0.5, c=y, cmap="coolwarm")
     b0, b1 = res.params
-    ax[0].plot(grid, 1 / (1 + np.exp(-(b0 + b1 * grid))), "k", label=f"fitted: b1 = {b1:.2f} (p = {res.pvalues[1]:.2g})")
+    ax[0].plot(grid, 1 / (1 + np.exp(-(b0 + b1 * grid))), "k",
+               label=f"fitted: b1 = {b1:.2f} (p = {res.pvalues[1]:.2g})")
     # the true model: two normals with unit variance and mean gap d give logit p = d*x - d^2/2
     ax[0].plot(grid, 1 / (1 + np.exp(-(d * grid - d * d / 2))), "k--", label=f"true: b1 = {d:.2f}")
     ax[0].set_xlabel("activation")

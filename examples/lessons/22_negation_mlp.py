@@ -108,7 +108,8 @@ def main(argv=None):
                "null_count_high": {"course_welch": course.laminar["null_count_high"].tolist(),
                                    "course_clustered_by_token": course_clustered.laminar["null_count_high"].tolist(),
                                    "token_identity_control": identity.laminar["null_count_high"].tolist()},
-               "n_tested": {"matched": ours.laminar["n_tested"].tolist(), "course": course.laminar["n_tested"].tolist()},
+               "n_tested": {"matched": ours.laminar["n_tested"].tolist(),
+                            "course": course.laminar["n_tested"].tolist()},
                "course_window_counts": table.groupby(["kind", "target"]).size().to_dict(),
                "matched_test": ours.settings["test"]}
     print(summary)

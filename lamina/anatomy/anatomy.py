@@ -116,7 +116,8 @@ def anatomy_for(model: torch.nn.Module) -> Anatomy:
         n_layers=len(model.get_submodule(family.layers)),
         d_model=d_model,
         n_heads=n_heads,
-        n_kv_heads=family.kv_heads(config) if family.kv_heads else (getattr(config, "num_key_value_heads", None) or n_heads),
+        n_kv_heads=(family.kv_heads(config) if family.kv_heads
+                    else (getattr(config, "num_key_value_heads", None) or n_heads)),
         d_head=getattr(config, "head_dim", None) or d_model // n_heads,
         parallel=parallel,
         norm_eps=_norm_eps(model.get_submodule(family.final_norm), family),

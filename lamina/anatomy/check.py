@@ -49,9 +49,12 @@ def check_identities(a, model: torch.nn.Module, acts) -> dict[str, float]:
             )
 
     for L in range(a.n_layers):
-        g = lambda kind: acts[f"{kind}.{L}"]  # noqa: E731
+        def g(kind, L=L):
+            return acts[f"{kind}.{L}"]
+
         if a.parallel:
-            expect(f"resid_post.{L} = resid_pre + attn_out + mlp_out", g("resid_pre") + g("attn_out") + g("mlp_out"), g("resid_post"))
+            expect(f"resid_post.{L} = resid_pre + attn_out + mlp_out",
+                   g("resid_pre") + g("attn_out") + g("mlp_out"), g("resid_post"))
         else:
             expect(f"resid_mid.{L} = resid_pre + attn_out", g("resid_pre") + g("attn_out"), g("resid_mid"))
             expect(f"resid_post.{L} = resid_mid + mlp_out", g("resid_mid") + g("mlp_out"), g("resid_post"))

@@ -67,7 +67,7 @@ class BrowseData:
         """Load the tokenizer in a background thread (the first page that needs it then finds it ready)."""
         def load():
             try:
-                self.tokenizer
+                _ = self.tokenizer
             except Exception:  # noqa: S110  (the first page that needs it raises the same error, in one line)
                 pass
 

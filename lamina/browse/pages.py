@@ -2,8 +2,8 @@
 
 Nothing here builds HTML from strings. Text from a store, an index, a tokenizer or a request reaches a page
 only through the templates' autoescape (as text nodes and quoted attributes); plot data reaches the page's
-one inline script as JSON escaped for `<script>` (`script_json` in report/templating.py). Plots are Plotly specs drawn by the
-plotly.js that ships with the `plotly` Python package (served locally: no network, no build step).
+one inline script as JSON escaped for `<script>` (`script_json` in report/templating.py). Plots are Plotly
+specs drawn by the plotly.js that ships with the `plotly` Python package (served locally: no network, no build step).
 """
 from __future__ import annotations
 

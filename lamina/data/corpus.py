@@ -30,7 +30,8 @@ def builtin_corpus() -> list[Document]:
     return [Document(p.name.removesuffix(".txt"), p.read_text(encoding="utf-8")) for p in files]
 
 
-def load_corpus(source: str | Path | None = None, text_field: str = "text", max_docs: int | None = None) -> list[Document]:
+def load_corpus(source: str | Path | None = None, text_field: str = "text",
+                max_docs: int | None = None) -> list[Document]:
     """Documents from `source`: None/'builtin', a .txt file, a .jsonl file, a folder, or 'hf:NAME[:SPLIT]'.
 
     `max_docs`: the first N documents; None or 0 for all of them."""

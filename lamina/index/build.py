@@ -225,7 +225,8 @@ def _write_files(store, out: Path, settings: IndexSettings, sites, progress: boo
 
     table = pd.concat([pd.DataFrame(t) for t in tables], ignore_index=True)
     table.to_parquet(out / "neurons.parquet", index=False)
-    meta = {"store": str(store.folder.resolve()), "store_key": store.manifest["key"], "model": store.manifest["settings"]["model"],
+    meta = {"store": str(store.folder.resolve()), "store_key": store.manifest["key"],
+            "model": store.manifest["settings"]["model"],
             "sites": list(states), "n_rows": store.n_rows, "settings": asdict(settings),
             "seconds": round(time.perf_counter() - t0, 2)}
     (out / "index.json").write_text(json.dumps(meta, indent=1))  # last: a folder without it is no index

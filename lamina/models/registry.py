@@ -90,7 +90,8 @@ def load(spec: str = DEFAULT_MODEL, seed: int = 0, dtype: str | None = None, dev
             close = [c for c in suggestions(spec) if c.startswith("random:")]
             raise ModelSpecError(f"{err}" + (f"; did you mean {' or '.join(close)}?" if close else "")) from None
     elif ":" in spec and not spec.startswith((".", "/")):
-        raise ModelSpecError(f"unknown model spec '{spec}'; use {DEFAULT_MODEL}, random:<model_type>, a hub id or a folder")
+        raise ModelSpecError(f"unknown model spec '{spec}'; use {DEFAULT_MODEL}, random:<model_type>, "
+                             "a hub id or a folder")
     else:
         from lamina.models.hub import load_pretrained
 

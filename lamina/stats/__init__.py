@@ -33,6 +33,7 @@ from lamina.stats.replication import ReplicationSplit, replication_split
 __all__ = [
     "MIN_GROUP_SIZE", "TooFewSamplesError", "ClusterDesign", "cluster_ols", "CorrectedPValues", "correct_pvalues",
     "contrast_tests", "correlation_tests", "token_identity_control", "PermutationNull", "count_per_layer",
-    "null_band", "null_counts", "permutation_null", "PermutationPValues", "permutation_pvalues", "PrimaryDesign", "label_draws", "null_pvalues", "primary_test",
+    "null_band", "null_counts", "permutation_null", "PermutationPValues", "permutation_pvalues", "PrimaryDesign",
+    "label_draws", "null_pvalues", "primary_test",
     "logistic_tests", "rank_neurons", "sparse_probe", "ReplicationSplit", "replication_split",
 ]

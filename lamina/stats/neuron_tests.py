@@ -31,7 +31,8 @@ def contrast_tests(X, y, paired: bool = False, mwu: bool = True) -> pd.DataFrame
     paired t-test when ``paired=True``; two-sided); ``u``, ``p_mwu`` (Mann-Whitney U of pos vs neg,
     two-sided; NaN when paired); ``cohens_d`` (d: the difference over the pooled SD of the two groups;
     for pairs the SD averaged over the two conditions, d_av); ``cohens_dz`` (d_z = mean / SD of the pair
-    differences; NaN when unpaired); ``mwu=False`` skips the Mann-Whitney U (NaN; it dominates the cost). ``constant`` (True when the test's SE is zero: both groups constant, or
+    differences; NaN when unpaired); ``mwu=False`` skips the Mann-Whitney U (NaN; it dominates the cost).
+    ``constant`` (True when the test's SE is zero: both groups constant, or
     constant pair differences; t, p and d are then NaN). With ``paired=True`` the i-th row with
     ``y == 1`` is paired with the i-th row with ``y == 0``.
     """

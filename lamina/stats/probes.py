@@ -245,7 +245,8 @@ def sparse_probe(X, y, ks=DEFAULT_KS, rank_by: str = "mean_diff", cv: int = 5,
                  seed: int = 0, groups=None) -> pd.DataFrame:
     """Held-out F1/MCC/AUC of a class-balanced logistic probe on the top-k ranked neurons, for each k.
 
-    For each of ``cv`` stratified shuffled folds (grouped by ``groups`` when given, see ``cv_folds``), neurons are ranked on the training fold only,
+    For each of ``cv`` stratified shuffled folds (grouped by ``groups`` when given, see ``cv_folds``), neurons
+    are ranked on the training fold only,
     a ``LogisticRegression(class_weight='balanced')`` (after z-scoring on the training fold) is
     fit on the top k, and F1 (positive class), Matthews correlation and ROC AUC are scored on the
     held-out fold. Columns: ``k``, ``rank_by``, ``f1``, ``mcc``, ``auc`` (means over folds),

@@ -28,8 +28,8 @@ from lamina.errors import InputError
 from lamina.report.figures import pyplot, save
 from lamina.report.jsonio import write_json
 
-__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance", "category_specificity",
-           "plot_comparison", "write_comparison"]
+__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance",
+           "category_specificity", "plot_comparison", "write_comparison"]
 
 
 @dataclass
@@ -101,7 +101,8 @@ def category_specificity(result_a, result_c) -> dict:
                         result_a.settings, result_c.settings)
     layers = cmp.per_layer.assign(fraction_a=lambda d: d["n_sig_a"] / d["n_neurons"],
                                   fraction_c=lambda d: d["n_sig_b"] / d["n_neurons"])
-    return {"first": f"{a} vs {b}", "second": f"{c} vs {b}", "controls": b, "group_sizes": result_c.settings["group_sizes"],
+    return {"first": f"{a} vs {b}", "second": f"{c} vs {b}", "controls": b,
+            "group_sizes": result_c.settings["group_sizes"],
             "overall": cmp.overall, "layers": layers.to_dict(orient="records"),
             "statement": f"specificity: {c} scored against the same controls ({b}); a fraction of {a} vs {b} that "
                          f"{c} vs {b} matches, with significant sets overlapping no more than chance "

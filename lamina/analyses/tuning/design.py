@@ -210,8 +210,8 @@ def read_counts(tokenizer, samples: SampleSet) -> dict:
             "documents": int(samples.rows["doc"].nunique()) if "doc" in samples.rows else len(samples.texts)}
 
 
-def run_settings(source: ActivationSource, samples: SampleSet, design: PrimaryDesign, ts: TuneSettings, layer_ids: list[int], bh, bonf,
-                 null: np.ndarray, laminar: pd.DataFrame) -> dict:
+def run_settings(source: ActivationSource, samples: SampleSet, design: PrimaryDesign, ts: TuneSettings,
+                 layer_ids: list[int], bh, bonf, null: np.ndarray, laminar: pd.DataFrame) -> dict:
     """The settings block of a run's results: what was tested, at which unit, over which family, with which
     null, in words and numbers; `tune_settings`: the TuneSettings as they were given."""
     site, alpha, fdr_family, permutations = ts.site, ts.alpha, ts.fdr_family, ts.permutations

@@ -85,9 +85,10 @@ def tune(lm, samples: SampleSet, settings: TuneSettings | None = None, *, progre
     """Per-neuron tuning of a site kind's neurons to a contrast in every requested layer (module docstring).
 
     `lm`: a LanguageModel, an ActivationStore, or an activation source (`analyses.sources`: `StoreSource` reads
-    a store instead of running the model). `settings`: a `TuneSettings`, or its fields by keyword (`tune(lm, samples, site="q",
-    layers="3-5")`; with both, the keywords replace those fields). `unit`: None (the samples' own units: word
-    type x paragraph for corpus contrasts, the pair for pairs), "occurrence", or unit column names.
+    a store instead of running the model). `settings`: a `TuneSettings`, or its fields by keyword
+    (`tune(lm, samples, site="q", layers="3-5")`; with both, the keywords replace those fields). `unit`: None
+    (the samples' own units: word type x paragraph for corpus contrasts, the pair for pairs), "occurrence", or
+    unit column names.
     """
     t0 = time.perf_counter()
     ts = dataclasses.replace(settings, **options) if settings is not None else TuneSettings(**options)
@@ -226,7 +227,8 @@ def _best_references(acts, sites, samples, design, draws, ts: TuneSettings, grou
         for d in draws:
             y = _null_labels(samples, design, d)
             try:
-                acc.append(float(np.nanmax(logistic_tests(X, y, cv=cv, seed=seed, groups=groups)["cv_balanced_accuracy"])))
+                probe = logistic_tests(X, y, cv=cv, seed=seed, groups=groups)
+                acc.append(float(np.nanmax(probe["cv_balanced_accuracy"])))
                 if ts.probes:
                     pr = sparse_probe(X, y, ks=probe_ks(ts.ks, y, cv), rank_by=ts.rank_by[0], cv=cv, seed=seed,
                                       groups=groups)
