@@ -476,7 +476,8 @@ def test_report_pages_escape_hostile_text():
     """The static report pages (lamina/report) through the same template engine: no payload becomes markup."""
     from html.parser import HTMLParser
 
-    from lamina.report.html import page
+    from lamina.report.html import page, section
+    from lamina.report.html import text as paragraph
     from lamina.report.neuron_page import render_neuron_page
 
     class Tags(HTMLParser):
@@ -493,7 +494,7 @@ def test_report_pages_escape_hostile_text():
               "argmax_tally": [{"token": SVG, "batches": 2}], "n_batches": 2,
               "quantiles": [{"q_lo": 0.0, "q_hi": 1.0, "lo": -1.0, "hi": 2.0, "examples": [example]}],
               "random": [example]}
-    for text in (render_neuron_page(SCRIPT, neuron), page(SCRIPT + IMG, [(SVG + COMMENT, "<p>kept</p>")])):
+    for text in (render_neuron_page(SCRIPT, neuron), page(SCRIPT + IMG, [section(SVG + COMMENT, paragraph("kept"))])):
         parser = Tags()
         parser.feed(text)
         tags = {t for t, _ in parser.tags}

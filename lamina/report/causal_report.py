@@ -61,7 +61,8 @@ def steer_plot(table, info: dict, path: Path) -> Path:
                 yerr=[table.delta_target - table.delta_target_low, table.delta_target_high - table.delta_target],
                 fmt="o-")
     for r in table.itertuples():
-        ax.annotate(f"{r.alpha:g}", (r.delta_loss, r.delta_target), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(f"{r.alpha:g}", (r.delta_loss, r.delta_target), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("change in next-token loss (nats)")
     ax.set_ylabel(f"change in log p({info['target']!r})")

@@ -127,6 +127,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if is_disk_full(err):
-            raise InputError(f"disk full while writing {path}; nothing was changed there: free space and rerun") from None
+            raise InputError(f"disk full while writing {path}; nothing was changed there: "
+                             "free space and rerun") from None
         raise
     return path

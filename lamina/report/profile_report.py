@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from lamina.report.figures import pyplot, save
-from lamina.report.html import image, page, table
+from lamina.report.html import block, image, page, section, table, text
 from lamina.report.jsonio import write_json
 
 
@@ -61,11 +61,7 @@ def write_profile(result, out: Path) -> dict[str, Path]:
     return paths
 
 
-def profile_sections(result, out: Path) -> list[tuple[str, str]]:
-    s = result.settings
-    summary = (f"<p class='note'>{s['kind']} read by <b>{s['method']}</b> over {s['n_docs']} documents "
-               f"({s['n_windows']} windows of {s['context']} tokens, stride {s['stride']}, first token "
-               f"{'excluded' if s['skip_first'] else 'kept'}). Massive activations: {s['massive_rule']}.</p>")
+def profile_sections(result, out: Path) -> list[dict]:
     massive = result.massive
     by_dim = (massive.groupby("dim").agg(layers=("layer", lambda v: f"{v.min()}-{v.max()}"),
                                           max_abs=("value", lambda v: float(np.abs(v).max())),
@@ -74,10 +70,10 @@ def profile_sections(result, out: Path) -> list[tuple[str, str]]:
     columns = ["reading", "n_tokens", "mean_token_norm", "mean", "std", "kurtosis", "frac_positive",
                "top1_abs", "top2_abs", "top3_abs", "median_abs", "n_massive_in_top16"]
     return [
-        ("Settings", summary),
-        ("Per-layer curves", image(out / "profile.png")),
-        ("Layer x dimension map", image(out / "profile_dim_map.png")),
-        ("Massive activations by dimension",
-         table(by_dim) if by_dim is not None else "<p>none found under the rule above</p>"),
-        ("Per-layer table", table(result.table[columns])),
+        section("Settings", block("profile_settings", settings=result.settings)),
+        section("Per-layer curves", image(out / "profile.png")),
+        section("Layer x dimension map", image(out / "profile_dim_map.png")),
+        section("Massive activations by dimension",
+                table(by_dim) if by_dim is not None else text("none found under the rule above")),
+        section("Per-layer table", table(result.table[columns])),
     ]

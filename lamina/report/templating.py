@@ -52,13 +52,18 @@ def fmt(x) -> str:
     return str(x)
 
 
+def num(value, spec: str = ".4g") -> str:
+    """A number of a result in `spec`'s format; a value that was not defined (None) as `n/a`."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def environment(package: str):
     """A Jinja2 environment over `package`'s templates/ folder: autoescape on for every template."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader(package, "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=False)
-    env.filters.update(script_json=script_json, visible_parts=visible_parts, fmt=fmt,
+    env.filters.update(script_json=script_json, visible_parts=visible_parts, fmt=fmt, num=num,
                        g3=lambda x: "" if x is None else f"{x:.3g}", g4=lambda x: "" if x is None else f"{x:.4g}",
                        repr=repr, thousands=lambda n: f"{n:,}")
     return env

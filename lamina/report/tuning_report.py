@@ -2,7 +2,6 @@
 with the test / family / correction statement, top-neuron tables and a token heatmap of the top neurons."""
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 from lamina.analyses.tuning.run_folder import flat as _flat
 from lamina.analyses.tuning.run_folder import write_tune_tables
 from lamina.report.figures import pyplot, save
-from lamina.report.html import image, page, table
+from lamina.report.html import block, image, page, section, table
 from lamina.report.jsonio import write_json
 
 
@@ -82,26 +81,18 @@ def plot_length_lessons(lessons: dict, path: Path, max_layers: int = 6) -> Path:
     return save(fig, path, dpi=110)
 
 
-def heatmap_html(examples: list[dict]) -> str:
+def heatmap_block(examples: list[dict]) -> dict:
     """Tokens coloured by a neuron's activation (red positive, blue negative; the read token underlined)."""
-    parts = []
+    shown = []
     for ex in examples:
         scale = ex["scale"] or 1.0
-        parts.append(f"<h3>{html.escape(ex['neuron'])}</h3><div class='note'>colour: activation / "
-                     f"max |activation| over the tokens shown ({scale:.4g}); underlined: the token(s) read as the "
-                     "sample</div>")
-        for item in ex["texts"]:
-            spans = []
-            for tok, v, read in zip(item["tokens"], item["values"], item["read"]):
-                a = min(abs(v) / scale, 1.0) if np.isfinite(v) else 0.0
-                rgb = "220,40,40" if v >= 0 else "40,90,220"
-                style = f"background:rgba({rgb},{a:.2f});"
-                if read:
-                    style += "text-decoration:underline;font-weight:bold;"
-                spans.append(f"<span title='{v:.4g}' style='{style}'>{html.escape(tok)}</span>")
-            parts.append(f"<p style='font-family:monospace;white-space:pre-wrap;line-height:1.8'>"
-                         f"<b>[{html.escape(item['group'])}]</b> {''.join(spans)}</p>")
-    return "\n".join(parts)
+        texts = [{"group": item["group"],
+                  "tokens": [{"text": tok, "value": v, "positive": bool(v >= 0), "read": bool(read),
+                              "alpha": min(abs(v) / scale, 1.0) if np.isfinite(v) else 0.0}
+                             for tok, v, read in zip(item["tokens"], item["values"], item["read"])]}
+                 for item in ex["texts"]]
+        shown.append({"neuron": ex["neuron"], "scale": scale, "texts": texts})
+    return block("heatmap", examples=shown)
 
 
 def write_tuning(result, out: Path) -> dict[str, Path]:
@@ -137,35 +128,20 @@ def write_tuning(result, out: Path) -> dict[str, Path]:
     return p
 
 
-def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
+def tuning_sections(result, paths: dict) -> list[dict]:
     s, lam = result.settings, result.laminar
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"])
-    statement = (f"<div class='note'><b>Test:</b> {html.escape(s['test'])}.<br><b>Unit of replication:</b> "
-                 f"{html.escape(s['unit'])} ({html.escape(json.dumps(s['unit_counts']))}); null: "
-                 f"{html.escape(s['null'])}; CV folds {html.escape(s['cv_folds'])}.<br><b>Family:</b> "
-                 f"{html.escape(s['family_description'])}.<br><b>Correction:</b> {html.escape(s['correction'])} "
-                 f"({html.escape(s['bh'])}).<br><b>Samples:</b> {html.escape(s['reading'])}; "
-                 f"{html.escape(json.dumps(s['group_sizes']))}.</div>")
-    if s.get("null_total"):
-        n = s["null_total"]
-        statement += (f"<p>Significant neurons over all layers: <b>{s['n_significant_total']}</b>; under "
-                      f"{s['permutations']} null labellings ({html.escape(s['null'])}): mean {n['mean']:.3g}, central 95% "
-                      f"{n['low']:g}-{n['high']:g}, permutation p = {n['p_value']:.3g}.</p>")
-    if s.get("confound_balance"):
-        statement += "<p>Confound balance (mean of the token read): " + "; ".join(
-            f"{html.escape(g)}: {v['char_len']:.2f} characters, log frequency {v['log_freq']:.2f}"
-            for g, v in s["confound_balance"].items()) + ". <code>controlled_*</code> columns: the contrast as a " \
-            "test controlling for both, at the same unit.</p>"
-    if notes:
-        statement += f"<ul>{notes}</ul>"
+    balance = [{"group": g, **v} for g, v in (s.get("confound_balance") or {}).items()]
+    statement = block("tuning_statement", settings=s, unit_counts=json.dumps(s["unit_counts"]),
+                      group_sizes=json.dumps(s["group_sizes"]), null_total=s.get("null_total"), balance=balance)
     cols = [c for c in ("layer", "n_significant", "fraction_significant", "n_significant_bonferroni",
                         "n_significant_occurrence", "null_low", "null_high", "null_count_high", "permutation_p",
                         "n_significant_controlled", "best_neuron", "best_t", "best_r", "best_cv_balanced_accuracy",
                         "best_cv_balanced_accuracy_null_max", "best_cv_auc", "n_separable", "probe_best_auc",
                         "probe_best_auc_null_max", "probe_best_k",
                         "probe_best_rank_by", "replication_r", "token_eps2_top", "top_neurons") if c in lam]
-    sections = [("What was tested", statement), ("Laminar tuning profile", image(paths["plot"]) + table(lam[cols])),
-                ("Top neurons (all layers)", table(result.top))]
+    sections = [section("What was tested", statement),
+                section("Laminar tuning profile", image(paths["plot"]), table(lam[cols])),
+                section("Top neurons (all layers)", table(result.top))]
     if s.get("specificity"):
         sp = s["specificity"]
         spec = pd.DataFrame(sp["layers"]).rename(columns={"fraction_a": f"fraction {sp['first']}",
@@ -173,27 +149,24 @@ def tuning_sections(result, paths: dict) -> list[tuple[str, str]]:
                                                           "overlap": "significant in both"})
         keep = ["layer", f"fraction {sp['first']}", f"fraction {sp['second']}", "significant in both",
                 "expected_overlap", "p_overlap", "jaccard", "sign_agreement", "spearman_rho"]
-        sections.insert(2, ("Specificity: a second category against the same controls",
-                            f"<p class='note'>{html.escape(sp['statement'])}. {html.escape(sp['note'])}.</p>"
-                            + table(spec[keep])))
+        sections.insert(2, section("Specificity: a second category against the same controls",
+                                   block("specificity_note", statement=sp["statement"], note=sp["note"]),
+                                   table(spec[keep])))
     if result.controls is not None:
-        sections.insert(2, ("Negative controls", "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in
-                                                                    s.get("controls", [])) + "</ul>"
-                            + table(result.controls)))
+        sections.insert(2, section("Negative controls", block("items", items=list(s.get("controls", []))),
+                                   table(result.controls)))
     if s["kind"] == "binary" and result.neurons["separable"].any():
-        n = int(result.neurons["separable"].sum())
-        sections.append(("Perfectly separable neurons", f"<p class='note'>{n} neurons separate the two groups "
-                         "perfectly: the logistic regression has no maximum-likelihood estimate, so their Wald p "
-                         "is not defined (NaN); their likelihood-ratio p (logit_p) uses the supremum of the "
-                         "likelihood, and their cross-validated accuracy the threshold at the middle of the gap.</p>"))
+        sections.append(section("Perfectly separable neurons",
+                                block("separable_note", n=int(result.neurons["separable"].sum()))))
     if len(result.probes):
         best = result.probes.loc[result.probes.groupby(["layer", "rank_by"])["auc"].idxmax()]
-        sections.append(("Sparse probes (best k per layer and ranking)",
-                         table(_flat(best.drop(columns=["neurons"])))))
+        sections.append(section("Sparse probes (best k per layer and ranking)",
+                                table(_flat(best.drop(columns=["neurons"])))))
     if result.lessons:
-        sections.append(("Token length lessons", image(paths["length_plot"]) + table(result.lessons["r_quantiles"])))
+        sections.append(section("Token length lessons", image(paths["length_plot"]),
+                                table(result.lessons["r_quantiles"])))
     if result.examples:
-        sections.append(("Top neurons over sample texts", heatmap_html(result.examples)))
+        sections.append(section("Top neurons over sample texts", heatmap_block(result.examples)))
     return sections
 
 
@@ -220,12 +193,8 @@ def write_context(result, out: Path) -> dict[str, Path]:
     write_json(p["json"], result.to_json())
     plot_context(result, p["plot"])
     s = result.settings
-    text = (f"<div class='note'>{html.escape(s['statistic'])}; each word read at {html.escape(s['reading'])}; "
-            f"a word alone is read at {html.escape(s['alone_position'])}. "
-            "Words split into several tokens with a leading space: "
-            f"{html.escape(', '.join(s['multi_token_with_space']) or 'none')}; "
-            f"bare: {html.escape(', '.join(s['multi_token_bare']) or 'none')}.</div>")
     wide = result.per_layer.pivot(index="layer", columns="comparison", values="mean_r").reset_index()
-    p["html"].write_text(page(f"Context lesson: {s['model']}", [("What was compared", text),
-                                                                 ("Per layer", image(p["plot"]) + table(wide))]))
+    p["html"].write_text(page(f"Context lesson: {s['model']}",
+                              [section("What was compared", block("context_note", settings=s)),
+                               section("Per layer", image(p["plot"]), table(wide))]))
     return p
