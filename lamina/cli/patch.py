@@ -83,7 +83,7 @@ def patch_command(
 ):
     """Activation patching, layer x position: how much of the corrupt output each patch carries."""
     from lamina.analyses.causal.patching import METRICS, patch_pair, patch_pairs
-    from lamina.analyses.tuning.run import parse_layers
+    from lamina.sites import parse_layers
 
     if out is not None:
         check_output(out)
