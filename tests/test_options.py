@@ -326,3 +326,16 @@ def test_help_of_every_verb(verb):
     result = invoke([*verb.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output, result.output
     assert "--kind" not in result.output      # old spellings are hidden
+
+
+def test_python_dash_m_lamina_runs_the_command_line():
+    """`python -m lamina VERB` is `lamina VERB`: the verify of a random model, as JSON, with its exit status 0."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lamina", "verify", "--model", "random:llama", "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["model"], result["n_layers"], result["ok"]) == ("random:llama", 4, True)

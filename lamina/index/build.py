@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from lamina.data.windows import POSITION_BITS
+from lamina.data.windows import POSITION_BITS, row_id, split_row_id
 from lamina.errors import InputError
 from lamina.reservoir import RowReservoir
 from lamina.runningstats import RunningHistogram, RunningMoments, RunningTopK
@@ -101,10 +101,10 @@ def index_states(store, settings: IndexSettings = IndexSettings(), sites=None, s
 def _contexts(store, site: str, centers: np.ndarray, neurons: np.ndarray, s: IndexSettings):
     """Token ids [m, W] (-1 where none) and the neuron's values [m, W] (NaN) around each center row id."""
     offsets = np.arange(-s.before, s.after + 1)
-    doc, pos = centers >> POSITION_BITS, centers & ((1 << POSITION_BITS) - 1)
+    doc, pos = split_row_id(centers)
     want_pos = pos[:, None] + offsets[None, :]                                  # [m, W]
     valid = (centers[:, None] >= 0) & (want_pos >= 0)
-    wanted = (doc[:, None] << POSITION_BITS) | want_pos.clip(0)
+    wanted = row_id(doc[:, None], want_pos.clip(0))
     rows = np.where(valid, find_rows(store, wanted.reshape(-1)).reshape(wanted.shape), -1)
     ok = rows >= 0
     tokens = np.full(rows.shape, -1, dtype=np.int32)
