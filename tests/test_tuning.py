@@ -24,6 +24,7 @@ from lamina.cli import app
 from lamina.data.corpus import Document
 from lamina.errors import InputError
 from lamina.models.tokenizers import gpt2_tokenizer
+from lamina.sites import parse_layers
 from lamina.stats import TooFewSamplesError, correct_pvalues, label_draws, permutation_null
 
 runner = CliRunner()
@@ -233,9 +234,9 @@ def test_too_few_examples_names_the_minimum(tmp_path, llama):
 
 
 def test_parse_layers():
-    assert T.parse_layers("0-2,5", 8) == [0, 1, 2, 5] and T.parse_layers(None, 3) == [0, 1, 2]
+    assert parse_layers("0-2,5", 8) == [0, 1, 2, 5] and parse_layers(None, 3) == [0, 1, 2]
     with pytest.raises(InputError, match="layers 0-3"):
-        T.parse_layers("2-9", 4)
+        parse_layers("2-9", 4)
 
 
 def test_unknown_contrast_exits_2():

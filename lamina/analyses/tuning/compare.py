@@ -28,7 +28,7 @@ from lamina.errors import InputError
 from lamina.report.figures import pyplot, save
 from lamina.report.jsonio import write_json
 
-__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "read_tune_run", "concordance",
+__all__ = ["TuneComparison", "compare_tunes", "compare_tune_runs", "concordance",
            "category_specificity", "plot_comparison", "write_comparison"]
 
 

@@ -40,7 +40,6 @@ from lamina.analyses.tuning.design import (
 from lamina.analyses.tuning.examples import token_heatmaps
 from lamina.analyses.tuning.layer import best_order, layer_binary, layer_continuous, probe_ks, top_table
 from lamina.analyses.tuning.settings import PROBE_KS, TuneSettings
-from lamina.sites import parse_layers
 from lamina.stats import (
     PrimaryDesign,
     TooFewSamplesError,
@@ -54,7 +53,7 @@ from lamina.stats import (
 from lamina.stats.nulls import distinct_labellings, null_counts, permutation_pvalues, permutations_for
 
 SINK_KINDS = ("resid_pre", "resid_mid", "resid_post")  # sites where the first token's state is an outlier
-__all__ = ["TuningResult", "TuneSettings", "tune", "design_for", "parse_layers", "probe_ks",
+__all__ = ["TuningResult", "TuneSettings", "tune", "design_for", "probe_ks",
            "PROBE_KS", "drop_first_token", "check_sizes", "describe_test"]
 
 
